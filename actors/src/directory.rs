@@ -1,0 +1,245 @@
+//! The directory: event id -> the handle of its live actor, activating the actor on first
+//! use. This is the one seam that knows where an event's actor lives.
+
+use crate::event_actor::{EventActor, EventArgs};
+use crate::supervisor::EventSupervisor;
+use crate::{ActorError, Clock, EventHandle};
+use ractor::{Actor, ActorCell, ActorId, ActorRef};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tiketi_engine::EventId;
+use tiketi_persistence::journal::{Journal, JournalConfig};
+use tiketi_persistence::{Store, StoreError};
+use tokio::sync::OnceCell;
+use tokio::task::JoinHandle;
+
+/// Tuning of the event actors.
+#[derive(Debug, Clone)]
+pub struct ActorConfig {
+    /// How long a caller waits for an ordinary answer.
+    pub call_timeout: Duration,
+    /// How long a caller waits for a durable answer (the store must commit first).
+    pub durable_timeout: Duration,
+    /// Requests one event's actor may have in flight before new ones get `Busy`.
+    pub max_in_flight: usize,
+    /// `Retry-After` for `Busy`.
+    pub busy_retry_after: Duration,
+    /// `Retry-After` when the write-behind backlog is full.
+    pub overload_retry_after: Duration,
+    /// How long idempotency keys are remembered.
+    pub idempotency_retention: Duration,
+}
+
+impl Default for ActorConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(2),
+            durable_timeout: Duration::from_secs(10),
+            max_in_flight: 2_048,
+            busy_retry_after: Duration::from_secs(1),
+            overload_retry_after: Duration::from_secs(2),
+            idempotency_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+type Slot = Arc<OnceCell<EventHandle>>;
+
+/// The live actors of this node. Shared by the directory, the supervisor and the
+/// journal's commit callback.
+#[derive(Default)]
+pub(crate) struct Registry {
+    entries: Mutex<HashMap<EventId, Slot>>,
+}
+
+impl Registry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<EventId, Slot>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn live(&self, event: EventId) -> Option<EventHandle> {
+        self.lock().get(&event).and_then(|slot| slot.get().cloned())
+    }
+
+    fn all(&self) -> Vec<EventHandle> {
+        self.lock().values().filter_map(|slot| slot.get().cloned()).collect()
+    }
+
+    fn slot(&self, event: EventId) -> Slot {
+        self.lock().entry(event).or_default().clone()
+    }
+
+    /// Removes `slot` if it is still the entry for `event` (a newer one is left alone).
+    fn remove(&self, event: EventId, slot: &Slot) {
+        let mut entries = self.lock();
+        if entries.get(&event).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+            entries.remove(&event);
+        }
+    }
+
+    /// Forgets the actor with this id; returns its event.
+    pub(crate) fn forget(&self, actor: ActorId) -> Option<EventId> {
+        let mut entries = self.lock();
+        let event = entries
+            .iter()
+            .find(|(_, slot)| slot.get().is_some_and(|h| h.actor_id() == actor))
+            .map(|(event, _)| *event)?;
+        entries.remove(&event);
+        Some(event)
+    }
+}
+
+/// Finds or activates the actor of an event. Cheap to clone.
+#[derive(Clone)]
+pub struct Directory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    journal: Journal,
+    clock: Clock,
+    config: Arc<ActorConfig>,
+    supervisor: ActorCell,
+}
+
+impl Directory {
+    /// The handle of the event's actor, activating it from the store if it is not live.
+    /// However many callers race for an event that is not live, exactly one actor starts.
+    pub async fn get(&self, event: EventId) -> Result<EventHandle, ActorError> {
+        // Twice at most: the second round replaces an actor found dead.
+        for _ in 0..2 {
+            let slot = self.inner.registry.slot(event);
+            match slot.get_or_try_init(|| self.activate(event)).await {
+                Ok(handle) if handle.is_alive() => return Ok(handle.clone()),
+                Ok(_) => self.inner.registry.remove(event, &slot),
+                Err(e) => {
+                    // Do not keep slots for events that failed to load (or never
+                    // existed): a flood of random ids must not grow the map.
+                    if slot.get().is_none() {
+                        self.inner.registry.remove(event, &slot);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Err(ActorError::Unavailable("event actor keeps stopping".into()))
+    }
+
+    async fn activate(&self, event: EventId) -> Result<EventHandle, ActorError> {
+        let snapshot = match self.inner.store.load_event(event).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(ActorError::EventNotFound),
+            Err(StoreError::NotFound) => return Err(ActorError::EventNotFound),
+            Err(e) => return Err(ActorError::Unavailable(e.to_string())),
+        };
+        let args = EventArgs {
+            snapshot,
+            journal: self.inner.journal.clone(),
+            clock: self.inner.clock,
+            config: self.inner.config.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, EventActor, args, self.inner.supervisor.clone())
+            .await
+            .map_err(|e| ActorError::Unavailable(e.to_string()))?;
+        Ok(EventHandle::new(event, actor, self.inner.config.clone()))
+    }
+
+    /// The event's actor if it is live; never activates.
+    pub fn live(&self, event: EventId) -> Option<EventHandle> {
+        self.inner.registry.live(event)
+    }
+
+    /// Stops the event's actor, if live, and forgets it; the next request activates a fresh
+    /// one from the store.
+    pub async fn evict(&self, event: EventId) {
+        if let Some(handle) = self.live(event) {
+            handle.stop_and_wait("evicted").await;
+            self.inner.registry.forget(handle.actor_id());
+        }
+    }
+
+    /// Every live actor on this node.
+    pub fn live_events(&self) -> Vec<EventHandle> {
+        self.inner.registry.all()
+    }
+
+    /// The store behind the actors.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The clock the actors read.
+    pub fn clock(&self) -> Clock {
+        self.inner.clock
+    }
+
+    /// The write-behind journal.
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+}
+
+/// The actor system of one node: the directory, the supervisor and the journal.
+pub struct Runtime {
+    directory: Directory,
+    supervisor: ActorRef<()>,
+    flusher: JoinHandle<()>,
+}
+
+impl Runtime {
+    /// Starts the journal and the supervisor.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        journal: JournalConfig,
+        config: ActorConfig,
+        clock: Clock,
+    ) -> Result<Self, ActorError> {
+        let registry = Arc::new(Registry::default());
+        let on_commit = {
+            let registry = registry.clone();
+            Arc::new(move |committed: &[(EventId, u64)]| {
+                for &(event, seq) in committed {
+                    if let Some(handle) = registry.live(event) {
+                        handle.committed(seq);
+                    }
+                }
+            })
+        };
+        let (journal, flusher) = Journal::spawn(store.clone(), journal, on_commit);
+        let (supervisor, _) = Actor::spawn(None, EventSupervisor, registry.clone())
+            .await
+            .map_err(|e| ActorError::Unavailable(e.to_string()))?;
+        let directory = Directory {
+            inner: Arc::new(Inner {
+                registry,
+                store,
+                journal,
+                clock,
+                config: Arc::new(config),
+                supervisor: supervisor.get_cell(),
+            }),
+        };
+        Ok(Self { directory, supervisor, flusher })
+    }
+
+    /// The directory.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Stops every event actor, then waits until the journal has committed everything they
+    /// produced. Callers stop sending requests first (the facade stops accepting).
+    pub async fn shutdown(self) {
+        for handle in self.directory.live_events() {
+            handle.stop_and_wait("node shutting down").await;
+        }
+        self.directory.journal().flushed().await;
+        self.supervisor.stop(None);
+        if self.flusher.is_finished() {
+            tracing::warn!("journal flusher ended before shutdown");
+        }
+    }
+}

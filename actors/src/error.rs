@@ -1,0 +1,47 @@
+//! Why a call to an event actor did not produce its answer.
+
+use std::time::Duration;
+use tiketi_engine::EngineError;
+
+/// The error every [`EventHandle`](crate::EventHandle) call may return.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ActorError {
+    /// The engine refused the command; nothing changed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// No such event.
+    #[error("event not found")]
+    EventNotFound,
+    /// A field of an admin edit is invalid.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// Which field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Too many requests are waiting for this event's actor; try again shortly.
+    #[error("event is busy")]
+    Busy {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The store is behind by more than the backlog bound; writes are refused until it
+    /// catches up.
+    #[error("persistence backlog is full")]
+    Overloaded {
+        /// When to retry.
+        retry_after: Duration,
+    },
+    /// The actor did not answer within the call timeout (for a durable command: the store
+    /// has not committed yet; the command may still take effect, so retry with the same
+    /// idempotency key).
+    #[error("event actor timed out")]
+    Timeout,
+    /// The actor stopped or could not be started.
+    #[error("event actor unavailable: {0}")]
+    Unavailable(String),
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key reused with a different request")]
+    IdempotencyMismatch,
+}

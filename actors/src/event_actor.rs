@@ -1,0 +1,504 @@
+//! The event actor: one per live event. It owns the event's [`EventEngine`], decides every
+//! command in memory, hands the resulting changes to the write-behind journal, and answers
+//! at once, except for commands the spec calls durable, whose replies it parks until the
+//! journal reports their change set committed. It never awaits the store while deciding.
+
+use crate::handle::{Caller, CancelCmd, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
+use crate::views::{EventView, SeatEntry, SeatsSnapshot};
+use crate::{ActorConfig, ActorError, Clock};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use tiketi_engine::{
+    ChangeSet, EngineError, EventEngine, EventRules, HoldRequest, Persisted, Reservation, ReservationId, Selection,
+    Timestamp, UserId,
+};
+use tiketi_persistence::journal::{Journal, JournalPermit};
+use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
+
+/// A reply that may have to wait for durability.
+type Reply<T> = RpcReplyPort<Result<T, ActorError>>;
+
+/// Messages an event actor handles. Built only by [`EventHandle`](crate::EventHandle).
+pub(crate) enum EventMsg {
+    Hold(HoldCmd, Reply<Reservation>),
+    Cancel(CancelCmd, Reply<Reservation>),
+    View(RpcReplyPort<EventView>),
+    Seats(RpcReplyPort<Arc<SeatsSnapshot>>),
+    Reservation(ReservationId, RpcReplyPort<Option<Reservation>>),
+    SetBlocked {
+        seat_ids: Vec<String>,
+        blocked: bool,
+        reply: Reply<EventView>,
+    },
+    Update(Box<EventPatch>, Reply<EventView>),
+    CancelEvent(Reply<EventView>),
+    /// A timer fired: expire holds, move the lifecycle.
+    Tick,
+    /// The journal committed this event's change sets up to this seq.
+    Committed(u64),
+}
+
+/// What an event actor starts from.
+pub(crate) struct EventArgs {
+    pub snapshot: EventSnapshot,
+    pub journal: Journal,
+    pub clock: Clock,
+    pub config: Arc<ActorConfig>,
+}
+
+/// The actor's behaviour; all data lives in [`EventState`].
+pub(crate) struct EventActor;
+
+pub(crate) struct EventState {
+    engine: EventEngine,
+    record: EventRecord,
+    journal: Journal,
+    clock: Clock,
+    config: Arc<ActorConfig>,
+    idempotency: HashMap<(UserId, String), IdempotencyRecord>,
+    /// Entries that could not be queued because the journal was full; they go first.
+    overflow: VecDeque<JournalEntry>,
+    /// Replies waiting for their change set to commit, in seq order.
+    parked: VecDeque<(u64, Box<dyn FnOnce() + Send>)>,
+    committed: u64,
+    /// When the armed timer fires, if one is armed.
+    timer_at: Option<Timestamp>,
+    seats_cache: Option<Arc<SeatsSnapshot>>,
+}
+
+impl Actor for EventActor {
+    type Msg = EventMsg;
+    type State = EventState;
+    type Arguments = EventArgs;
+
+    async fn pre_start(&self, myself: ActorRef<EventMsg>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
+        let EventArgs { snapshot, journal, clock, config } = args;
+        let now = clock.now();
+        let record = snapshot.event;
+        let seats = match &record.layout {
+            Some(layout) => tiketi_engine::SeatMap::new(layout)?,
+            None => empty_map(),
+        };
+        let (engine, lapsed) = EventEngine::restore(
+            record.id,
+            rules_of(&record),
+            seats,
+            record.ticket_types.clone(),
+            Persisted {
+                blocked: snapshot.blocked,
+                live: snapshot.live,
+                seq: snapshot.seq,
+                serial: snapshot.serial,
+                status: record.status,
+            },
+            now,
+        );
+        let retention_start = Timestamp(now.0 - config.idempotency_retention.as_millis() as i64);
+        let idempotency = snapshot
+            .idempotency
+            .into_iter()
+            .filter(|r| r.created_at >= retention_start)
+            .map(|r| ((r.user, r.key.clone()), r))
+            .collect();
+        let mut state = EventState {
+            committed: engine.seq(),
+            engine,
+            record,
+            journal,
+            clock,
+            config,
+            idempotency,
+            overflow: VecDeque::new(),
+            parked: VecDeque::new(),
+            timer_at: None,
+            seats_cache: None,
+        };
+        if let Some(changes) = lapsed {
+            state.push(state.entry(changes));
+        }
+        state.arm_timer(&myself);
+        tracing::info!(event_id = %state.record.id, seq = state.engine.seq(), "event actor activated");
+        Ok(state)
+    }
+
+    async fn post_stop(&self, _: ActorRef<EventMsg>, state: &mut EventState) -> Result<(), ActorProcessingErr> {
+        // Changes decided but not yet queued (the journal was full) must not be lost with
+        // the actor: wait for room now.
+        while let Some(entry) = state.overflow.pop_front() {
+            state.journal.send(entry).await;
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<EventMsg>,
+        msg: EventMsg,
+        state: &mut EventState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.drain_overflow();
+        match msg {
+            EventMsg::Hold(cmd, reply) => state.hold(cmd, reply),
+            EventMsg::Cancel(cmd, reply) => state.cancel(cmd, reply),
+            EventMsg::View(reply) => {
+                let _ = reply.send(state.view());
+            }
+            EventMsg::Seats(reply) => {
+                let _ = reply.send(state.seats());
+            }
+            EventMsg::Reservation(id, reply) => {
+                let _ = reply.send(state.engine.reservation(id).cloned());
+            }
+            EventMsg::SetBlocked { seat_ids, blocked, reply } => state.set_blocked(&seat_ids, blocked, reply),
+            EventMsg::Update(patch, reply) => state.update(*patch, reply),
+            EventMsg::CancelEvent(reply) => state.cancel_event(reply),
+            EventMsg::Tick => {
+                state.timer_at = None;
+                if let Some(changes) = state.engine.tick(state.clock.now()) {
+                    state.push(state.entry(changes));
+                }
+            }
+            EventMsg::Committed(seq) => state.committed(seq),
+        }
+        state.arm_timer(&myself);
+        Ok(())
+    }
+}
+
+fn empty_map() -> tiketi_engine::SeatMap {
+    // A GA-only event has no seats: one tier and no sections is a valid empty layout.
+    tiketi_engine::SeatMap::new(&tiketi_engine::LayoutSpec {
+        tiers: vec![tiketi_engine::PriceTier { name: "GA".into(), price: 0 }],
+        sections: vec![],
+    })
+    .expect("an empty layout with one tier is valid")
+}
+
+/// The engine rules an event record describes.
+pub(crate) fn rules_of(record: &EventRecord) -> EventRules {
+    EventRules {
+        sale_start: record.sale_start,
+        sale_end: record.sale_end,
+        per_user_limit: record.per_user_limit,
+        hold_ttl: record.hold_ttl,
+        max_per_reservation: record.max_per_reservation,
+        cancelled: record.status == tiketi_engine::EventStatus::Cancelled,
+    }
+}
+
+impl EventState {
+    fn entry(&self, changes: ChangeSet) -> JournalEntry {
+        JournalEntry { event: self.record.id, changes, idempotency: Vec::new(), event_record: None }
+    }
+
+    /// An empty change set at the current seq, for records that ride without changes.
+    fn no_changes(&self) -> ChangeSet {
+        ChangeSet { seq: self.engine.seq(), at: self.clock.now(), changes: Vec::new() }
+    }
+
+    /// Reserves journal room for a write, or refuses it: the backlog bound.
+    fn reserve(&mut self) -> Result<JournalPermit, ActorError> {
+        if !self.overflow.is_empty() {
+            return Err(ActorError::Overloaded { retry_after: self.config.overload_retry_after });
+        }
+        self.journal.try_reserve().map_err(|_| ActorError::Overloaded { retry_after: self.config.overload_retry_after })
+    }
+
+    /// Publishes a change set that cannot be refused (time passing), keeping seq order.
+    fn push(&mut self, entry: JournalEntry) {
+        self.note_changes(&entry.changes);
+        self.overflow.push_back(entry);
+        self.drain_overflow();
+    }
+
+    fn drain_overflow(&mut self) {
+        while !self.overflow.is_empty() {
+            let Ok(permit) = self.journal.try_reserve() else { return };
+            permit.send(self.overflow.pop_front().expect("checked non-empty"));
+        }
+    }
+
+    /// Everything that must follow any change: invalidate cached reads.
+    fn note_changes(&mut self, changes: &ChangeSet) {
+        if !changes.changes.is_empty() {
+            self.seats_cache = None;
+            if let Some(status) = changes.event_status() {
+                self.record.status = status;
+            }
+        }
+    }
+
+    fn send(&mut self, permit: JournalPermit, entry: JournalEntry) {
+        self.note_changes(&entry.changes);
+        permit.send(entry);
+    }
+
+    /// Looks up an idempotency key: `Some(answer)` if the request was seen before.
+    fn replay(&self, caller: UserId, key: &Option<IdempotencyKey>) -> Option<Result<&IdempotencyRecord, ActorError>> {
+        let key = key.as_ref()?;
+        let record = self.idempotency.get(&(caller, key.key.clone()))?;
+        Some(if record.fingerprint == key.fingerprint { Ok(record) } else { Err(ActorError::IdempotencyMismatch) })
+    }
+
+    fn remember(
+        &mut self,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+        seq: u64,
+        outcome: StoredOutcome,
+    ) -> Vec<IdempotencyRecord> {
+        let Some(key) = key else { return Vec::new() };
+        let record = IdempotencyRecord {
+            user,
+            key: key.key,
+            fingerprint: key.fingerprint,
+            event: self.record.id,
+            seq,
+            outcome,
+            created_at: self.clock.now(),
+        };
+        self.idempotency.insert((user, record.key.clone()), record.clone());
+        vec![record]
+    }
+
+    fn hold(&mut self, cmd: HoldCmd, reply: Reply<Reservation>) {
+        if let Some(seen) = self.replay(cmd.user, &cmd.idempotency) {
+            let _ = reply.send(seen.and_then(|r| outcome_result(&r.outcome)));
+            return;
+        }
+        let permit = match self.reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let decided = self
+            .selection(cmd.selection)
+            .and_then(|selection| self.engine.hold(HoldRequest { id: cmd.id, user: cmd.user, selection }, now));
+        let (changes, result) = match decided {
+            Ok(changes) => {
+                let r = self.engine.reservation(cmd.id).cloned().expect("a successful hold creates its reservation");
+                (changes, Ok(r))
+            }
+            Err(e) => (self.no_changes(), Err(e)),
+        };
+        let outcome = match &result {
+            Ok(r) => StoredOutcome::Reservation(Box::new(r.clone())),
+            Err(e) => StoredOutcome::Refused(e.clone()),
+        };
+        let idempotency = self.remember(cmd.user, cmd.idempotency, changes.seq, outcome);
+        if !changes.changes.is_empty() || !idempotency.is_empty() {
+            self.send(permit, JournalEntry { idempotency, ..self.entry(changes) });
+        }
+        let _ = reply.send(result.map_err(ActorError::from));
+    }
+
+    fn selection(&self, input: SelectionInput) -> Result<Selection, EngineError> {
+        Ok(match input {
+            SelectionInput::Seats(ids) => Selection::Seats(self.engine.resolve_seats(&ids)?),
+            SelectionInput::General { ticket_type, quantity } => Selection::General { ticket_type, quantity },
+            SelectionInput::BestAvailable { quantity, section, adjacent } => {
+                let section = match section {
+                    Some(name) => Some(self.engine.seats().section(&name).ok_or(EngineError::UnknownSection(name))?),
+                    None => None,
+                };
+                Selection::BestAvailable { quantity, section, adjacent }
+            }
+        })
+    }
+
+    /// Cancels a reservation; durable: the reply waits for the commit.
+    fn cancel(&mut self, cmd: CancelCmd, reply: Reply<Reservation>) {
+        if let Some(seen) = self.replay(cmd.caller.user, &cmd.idempotency) {
+            match seen {
+                Ok(record) => {
+                    let seq = record.seq;
+                    let result = outcome_result(&record.outcome);
+                    self.answer_when_durable(seq, reply, result);
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            }
+            return;
+        }
+        let owned = self.engine.reservation(cmd.reservation).is_some_and(|r| may_touch(&cmd.caller, r.user));
+        if !owned {
+            let _ = reply.send(Err(EngineError::ReservationNotFound.into()));
+            return;
+        }
+        let permit = match self.reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let mut reservation = self.engine.reservation(cmd.reservation).cloned().expect("checked above");
+        let changes = self.engine.cancel(cmd.reservation, now).expect("a live reservation can always be cancelled");
+        reservation.status = tiketi_engine::ReservationStatus::Cancelled;
+        reservation.updated_at = now;
+        let seq = changes.seq;
+        let idempotency = self.remember(
+            cmd.caller.user,
+            cmd.idempotency,
+            seq,
+            StoredOutcome::Reservation(Box::new(reservation.clone())),
+        );
+        self.send(permit, JournalEntry { idempotency, ..self.entry(changes) });
+        self.answer_when_durable(seq, reply, Ok(reservation));
+    }
+
+    fn answer_when_durable<T: Send + 'static>(&mut self, seq: u64, reply: Reply<T>, result: Result<T, ActorError>) {
+        if seq <= self.committed {
+            let _ = reply.send(result);
+        } else {
+            self.parked.push_back((seq, Box::new(move || drop(reply.send(result)))));
+        }
+    }
+
+    fn committed(&mut self, seq: u64) {
+        self.committed = self.committed.max(seq);
+        while self.parked.front().is_some_and(|(s, _)| *s <= self.committed) {
+            let (_, answer) = self.parked.pop_front().expect("checked non-empty");
+            answer();
+        }
+    }
+
+    fn set_blocked(&mut self, seat_ids: &[String], blocked: bool, reply: Reply<EventView>) {
+        let seats = match self.engine.resolve_seats(seat_ids) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        let permit = match self.reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let changes = if blocked { self.engine.block(&seats, now) } else { Ok(self.engine.unblock(&seats, now)) };
+        match changes {
+            Ok(Some(changes)) => {
+                let seq = changes.seq;
+                self.send(permit, self.entry(changes));
+                let view = self.view();
+                self.answer_when_durable(seq, reply, Ok(view));
+            }
+            Ok(None) => {
+                let _ = reply.send(Ok(self.view()));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    fn update(&mut self, patch: EventPatch, reply: Reply<EventView>) {
+        let mut record = self.record.clone();
+        if let Err(e) = patch.apply(&mut record) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        let permit = match self.reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = self.clock.now();
+        record.updated_at = now;
+        let changes = self.engine.set_rules(rules_of(&record), now).unwrap_or_else(|| self.no_changes());
+        if let Some(status) = changes.event_status() {
+            record.status = status;
+        }
+        self.record = record.clone();
+        let seq = changes.seq;
+        self.send(permit, JournalEntry { event_record: Some(Box::new(record)), ..self.entry(changes) });
+        let view = self.view();
+        self.answer_when_durable(seq, reply, Ok(view));
+    }
+
+    fn cancel_event(&mut self, reply: Reply<EventView>) {
+        let permit = match self.reserve() {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let now = self.clock.now();
+        let changes = self.engine.cancel_event(now).unwrap_or_else(|| self.no_changes());
+        self.record.status = tiketi_engine::EventStatus::Cancelled;
+        self.record.updated_at = now;
+        let seq = changes.seq;
+        let record = self.record.clone();
+        self.send(permit, JournalEntry { event_record: Some(Box::new(record)), ..self.entry(changes) });
+        let view = self.view();
+        self.answer_when_durable(seq, reply, Ok(view));
+    }
+
+    fn view(&self) -> EventView {
+        EventView {
+            record: self.record.clone(),
+            status: self.engine.status(),
+            counts: self.engine.counts(),
+            ticket_types: self.engine.ticket_types().to_vec(),
+            seq: self.engine.seq(),
+        }
+    }
+
+    fn seats(&mut self) -> Arc<SeatsSnapshot> {
+        if let Some(cached) = &self.seats_cache {
+            return cached.clone();
+        }
+        let map = self.engine.seats();
+        let mut seats = Vec::with_capacity(map.len() as usize);
+        map.for_each(|index, info| {
+            seats.push(SeatEntry {
+                id: map.seat_id(index),
+                section: info.section.to_owned(),
+                row: info.row.to_owned(),
+                number: info.number,
+                price: info.price,
+                status: info.status,
+            });
+        });
+        let snapshot = Arc::new(SeatsSnapshot { seq: self.engine.seq(), seats });
+        self.seats_cache = Some(snapshot.clone());
+        snapshot
+    }
+
+    /// Arms one timer for the engine's next deadline, unless an earlier one is armed.
+    fn arm_timer(&mut self, myself: &ActorRef<EventMsg>) {
+        let now = self.clock.now();
+        let Some(next) = self.engine.next_deadline(now) else { return };
+        if self.timer_at.is_some_and(|armed| armed <= next) {
+            return;
+        }
+        self.timer_at = Some(next);
+        // One millisecond late rather than early: a deadline is inclusive.
+        let delay = self.clock.until(next) + std::time::Duration::from_millis(1);
+        myself.send_after(delay, || EventMsg::Tick);
+    }
+}
+
+fn may_touch(caller: &Caller, owner: UserId) -> bool {
+    caller.admin || caller.user == owner
+}
+
+fn outcome_result(outcome: &StoredOutcome) -> Result<Reservation, ActorError> {
+    match outcome {
+        StoredOutcome::Reservation(r) => Ok((**r).clone()),
+        StoredOutcome::Refused(e) => Err(e.clone().into()),
+    }
+}

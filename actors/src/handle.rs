@@ -1,0 +1,249 @@
+//! [`EventHandle`]: the typed way to talk to an event's actor, with a timeout on every
+//! call and a bound on requests in flight.
+
+use crate::event_actor::EventMsg;
+use crate::views::{EventView, SeatsSnapshot};
+use crate::{ActorConfig, ActorError};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, RpcReplyPort};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tiketi_engine::{EventId, Reservation, ReservationId, TicketTypeId, Timestamp, UserId};
+use tiketi_persistence::EventRecord;
+
+/// Who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The user.
+    pub user: UserId,
+    /// Whether the user is an admin (may act on anyone's reservation).
+    pub admin: bool,
+}
+
+/// An `Idempotency-Key` with the fingerprint of the request that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key, scoped to the caller.
+    pub key: String,
+    /// Hex SHA-256 of method, path and body.
+    pub fingerprint: String,
+}
+
+/// What to hold, as the buyer named it; the actor resolves names against its seat map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectionInput {
+    /// Specific seat ids.
+    Seats(Vec<String>),
+    /// General admission.
+    General {
+        /// Ticket type.
+        ticket_type: TicketTypeId,
+        /// How many.
+        quantity: u32,
+    },
+    /// Best available.
+    BestAvailable {
+        /// How many seats.
+        quantity: u32,
+        /// Only this section.
+        section: Option<String>,
+        /// Side by side in one row.
+        adjacent: bool,
+    },
+}
+
+/// Hold seats for a buyer.
+#[derive(Debug, Clone)]
+pub struct HoldCmd {
+    /// Id for the new reservation.
+    pub id: ReservationId,
+    /// The buyer.
+    pub user: UserId,
+    /// What to hold.
+    pub selection: SelectionInput,
+    /// Idempotency key, if the request carried one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Cancel a reservation.
+#[derive(Debug, Clone)]
+pub struct CancelCmd {
+    /// Which reservation.
+    pub reservation: ReservationId,
+    /// Who asks (the owner or an admin).
+    pub caller: Caller,
+    /// Idempotency key, if the request carried one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// An admin's edit of an event; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EventPatch {
+    /// Title.
+    pub title: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Venue.
+    pub venue: Option<String>,
+    /// Artist.
+    pub artist: Option<String>,
+    /// Event date.
+    pub event_date: Option<Timestamp>,
+    /// Sale start.
+    pub sale_start: Option<Timestamp>,
+    /// Sale end.
+    pub sale_end: Option<Timestamp>,
+    /// Per-user limit (0: none).
+    pub per_user_limit: Option<u32>,
+    /// Hold TTL.
+    pub hold_ttl: Option<Duration>,
+    /// Largest reservation.
+    pub max_per_reservation: Option<u32>,
+}
+
+impl EventPatch {
+    /// Applies the patch, refusing one that leaves the sale window empty.
+    pub fn apply(self, record: &mut EventRecord) -> Result<(), ActorError> {
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { record.$field = v; })* };
+        }
+        set!(
+            title,
+            description,
+            venue,
+            artist,
+            event_date,
+            sale_start,
+            sale_end,
+            per_user_limit,
+            hold_ttl,
+            max_per_reservation
+        );
+        if record.sale_end <= record.sale_start {
+            return Err(ActorError::Invalid { field: "saleEnd".into(), message: "must be after saleStart".into() });
+        }
+        Ok(())
+    }
+}
+
+/// A cloneable, typed reference to one event's actor.
+#[derive(Clone)]
+pub struct EventHandle {
+    event: EventId,
+    actor: ActorRef<EventMsg>,
+    in_flight: Arc<AtomicUsize>,
+    config: Arc<ActorConfig>,
+}
+
+/// A slot among the actor's in-flight requests, released on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl EventHandle {
+    pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, config: Arc<ActorConfig>) -> Self {
+        Self { event, actor, in_flight: Arc::default(), config }
+    }
+
+    /// The event.
+    pub fn event(&self) -> EventId {
+        self.event
+    }
+
+    /// Requests sent to the actor and not yet answered: its mailbox depth as we count it
+    /// (ractor keeps no such figure).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Starting | ractor::ActorStatus::Running | ractor::ActorStatus::Upgrading
+        )
+    }
+
+    pub(crate) fn actor_id(&self) -> ractor::ActorId {
+        self.actor.get_id()
+    }
+
+    /// Holds seats; answers as soon as the actor decided.
+    pub async fn hold(&self, cmd: HoldCmd) -> Result<Reservation, ActorError> {
+        self.call(|r| EventMsg::Hold(cmd, r), self.config.call_timeout).await?
+    }
+
+    /// Cancels a reservation; answers once the cancellation is durable.
+    pub async fn cancel(&self, cmd: CancelCmd) -> Result<Reservation, ActorError> {
+        self.call(|r| EventMsg::Cancel(cmd, r), self.config.durable_timeout).await?
+    }
+
+    /// The event with live counts.
+    pub async fn view(&self) -> Result<EventView, ActorError> {
+        self.call(EventMsg::View, self.config.call_timeout).await
+    }
+
+    /// The whole seat map at the current seq.
+    pub async fn seats(&self) -> Result<Arc<SeatsSnapshot>, ActorError> {
+        self.call(EventMsg::Seats, self.config.call_timeout).await
+    }
+
+    /// A live reservation of this event (held or confirmed), as the actor sees it now.
+    pub async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, ActorError> {
+        self.call(|r| EventMsg::Reservation(id, r), self.config.call_timeout).await
+    }
+
+    /// Blocks or unblocks seats (admin); durable.
+    pub async fn set_blocked(&self, seat_ids: Vec<String>, blocked: bool) -> Result<EventView, ActorError> {
+        self.call(|reply| EventMsg::SetBlocked { seat_ids, blocked, reply }, self.config.durable_timeout).await?
+    }
+
+    /// Edits the event (admin); durable.
+    pub async fn update(&self, patch: EventPatch) -> Result<EventView, ActorError> {
+        self.call(|r| EventMsg::Update(Box::new(patch), r), self.config.durable_timeout).await?
+    }
+
+    /// Cancels the event (admin); durable.
+    pub async fn cancel_event(&self) -> Result<EventView, ActorError> {
+        self.call(EventMsg::CancelEvent, self.config.durable_timeout).await?
+    }
+
+    /// Tells the actor its change sets up to `seq` are durable.
+    pub(crate) fn committed(&self, seq: u64) {
+        let _ = self.actor.cast(EventMsg::Committed(seq));
+    }
+
+    /// Stops the actor after the message it is handling and waits until it has stopped.
+    pub(crate) async fn stop_and_wait(&self, reason: &str) {
+        let _ = self.actor.stop_and_wait(Some(reason.into()), None).await;
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+        timeout: Duration,
+    ) -> Result<T, ActorError> {
+        let _slot = self.acquire()?;
+        match self.actor.call(build, Some(timeout)).await {
+            Ok(CallResult::Success(v)) => Ok(v),
+            Ok(CallResult::Timeout) => Err(ActorError::Timeout),
+            Ok(CallResult::SenderError) => Err(ActorError::Unavailable("actor stopped before answering".into())),
+            Err(e) => Err(ActorError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Takes an in-flight slot or refuses with `Busy`: the mailbox never grows past the
+    /// configured bound.
+    fn acquire(&self) -> Result<Slot, ActorError> {
+        let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot(self.in_flight.clone());
+        if before >= self.config.max_in_flight {
+            return Err(ActorError::Busy { retry_after: self.config.busy_retry_after });
+        }
+        Ok(slot)
+    }
+}

@@ -1,0 +1,19 @@
+//! The HTTP routes under `/api/v1`. Each module owns its router and its request types.
+
+pub mod admin;
+pub mod auth;
+pub mod events;
+pub mod health;
+pub mod reservations;
+
+use crate::state::AppState;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Every `/api/v1` route, with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(events::router())
+        .merge(reservations::router())
+        .merge(admin::router())
+}

@@ -1,0 +1,227 @@
+//! Holding seats and managing one's reservations.
+
+use crate::auth::hex;
+use crate::dto::ReservationDto;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, AuthUser, IdempotencyHeader};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tiketi_actors::{CancelCmd, HoldCmd, IdempotencyKey, SelectionInput};
+use tiketi_engine::{EventId, ReservationId, ReservationStatus, TicketTypeId, UserId};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// Most seat ids one request may name.
+const MAX_SEAT_IDS: usize = 100;
+
+/// The reservation routes.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_reservation))
+        .routes(routes!(my_reservations))
+        .routes(routes!(get_reservation))
+        .routes(routes!(cancel_reservation))
+}
+
+/// Best-available selection.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BestAvailableRequest {
+    /// How many seats.
+    pub quantity: u32,
+    /// Only in this section.
+    pub section: Option<String>,
+    /// Side by side in one row (default true).
+    #[serde(default = "yes")]
+    pub adjacent: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /events/{eventId}/reservations`: exactly one of `seatIds`, `ticketTypeId` +
+/// `quantity`, or `bestAvailable`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateReservationRequest {
+    /// Specific seats, e.g. `["VIP-A-1", "VIP-A-2"]`.
+    pub seat_ids: Option<Vec<String>>,
+    /// A general-admission ticket type...
+    pub ticket_type_id: Option<Uuid>,
+    /// ...and how many tickets of it.
+    pub quantity: Option<u32>,
+    /// Let the engine pick.
+    pub best_available: Option<BestAvailableRequest>,
+}
+
+impl TryFrom<CreateReservationRequest> for SelectionInput {
+    type Error = ApiError;
+
+    fn try_from(req: CreateReservationRequest) -> Result<Self, ApiError> {
+        match (req.seat_ids, req.ticket_type_id, req.quantity, req.best_available) {
+            (Some(ids), None, None, None) => {
+                if ids.is_empty() || ids.len() > MAX_SEAT_IDS {
+                    return Err(ApiError::invalid("seatIds", format!("must name 1-{MAX_SEAT_IDS} seats")));
+                }
+                if let Some(bad) = ids.iter().find(|id| id.is_empty() || id.len() > 64) {
+                    return Err(ApiError::invalid("seatIds", format!("invalid seat id {bad:?}")));
+                }
+                Ok(Self::Seats(ids))
+            }
+            (None, Some(ticket_type), quantity, None) => {
+                let quantity = quantity.ok_or_else(|| ApiError::invalid("quantity", "required with ticketTypeId"))?;
+                if quantity == 0 {
+                    return Err(ApiError::invalid("quantity", "must be at least 1"));
+                }
+                Ok(Self::General { ticket_type: TicketTypeId(ticket_type), quantity })
+            }
+            (None, None, None, Some(best)) => {
+                if best.quantity == 0 {
+                    return Err(ApiError::invalid("bestAvailable.quantity", "must be at least 1"));
+                }
+                Ok(Self::BestAvailable { quantity: best.quantity, section: best.section, adjacent: best.adjacent })
+            }
+            (None, None, Some(_), None) => Err(ApiError::invalid("ticketTypeId", "required with quantity")),
+            _ => Err(ApiError::invalid(
+                "seatIds",
+                "give exactly one of seatIds, ticketTypeId with quantity, or bestAvailable",
+            )),
+        }
+    }
+}
+
+/// A user's reservations.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationList {
+    /// Newest first.
+    pub data: Vec<ReservationDto>,
+}
+
+/// The fingerprint an idempotency key is bound to: method, path and the parsed body.
+fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update(b" ");
+    hasher.update(path.as_bytes());
+    hasher.update(b"\n");
+    hasher.update(serde_json::to_vec(body).unwrap_or_default());
+    hex(&hasher.finalize())
+}
+
+/// Binds an `Idempotency-Key` to this request. A key already stored for a different request
+/// (possibly of another event) is refused here; the event's actor checks its own keys.
+async fn idempotency(
+    state: &AppState,
+    user: UserId,
+    key: Option<String>,
+    fingerprint: String,
+) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    if let Some(stored) = state.store().idempotency(user, &key).await?
+        && stored.fingerprint != fingerprint
+    {
+        return Err(tiketi_actors::ActorError::IdempotencyMismatch.into());
+    }
+    Ok(Some(IdempotencyKey { key, fingerprint }))
+}
+
+/// Hold seats: specific ones, a GA quantity, or the best available. All or nothing.
+#[utoipa::path(post, path = "/events/{eventId}/reservations", tag = "reservations", security(("bearer" = [])),
+    params(("eventId" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    request_body = CreateReservationRequest,
+    responses((status = 201, body = ReservationDto),
+        (status = 409, description = "seats_unavailable, limit_exceeded or not_on_sale"),
+        (status = 422, description = "invalid field"), (status = 429, description = "event busy; Retry-After"),
+        (status = 503, description = "overloaded; Retry-After")))]
+async fn create_reservation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(event): ApiPath<Uuid>,
+    IdempotencyHeader(key): IdempotencyHeader,
+    ApiJson(req): ApiJson<CreateReservationRequest>,
+) -> Result<(StatusCode, Json<ReservationDto>), ApiError> {
+    let print = fingerprint("POST", &format!("/events/{event}/reservations"), &req);
+    let selection = SelectionInput::try_from(req)?;
+    let idempotency = idempotency(&state, user.id, key, print).await?;
+    let handle = state.event(EventId(event)).await?;
+    let cmd = HoldCmd { id: ReservationId(Uuid::new_v4()), user: user.id, selection, idempotency };
+    let reservation = handle.hold(cmd).await?;
+    Ok((StatusCode::CREATED, Json(ReservationDto::build(&state, &reservation).await?)))
+}
+
+/// The caller's reservations, newest first.
+#[utoipa::path(get, path = "/reservations/my", tag = "reservations", security(("bearer" = [])),
+    responses((status = 200, body = ReservationList)))]
+async fn my_reservations(State(state): State<AppState>, user: AuthUser) -> Result<Json<ReservationList>, ApiError> {
+    let mut data = Vec::new();
+    for r in state.store().reservations_of(user.id).await? {
+        data.push(ReservationDto::build(&state, &r).await?);
+    }
+    Ok(Json(ReservationList { data }))
+}
+
+/// One reservation (its owner or an admin only; anyone else gets 404).
+#[utoipa::path(get, path = "/reservations/{id}", tag = "reservations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = ReservationDto), (status = 404, description = "no such reservation of yours")))]
+async fn get_reservation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<ReservationDto>, ApiError> {
+    let stored = state.store().reservation(ReservationId(id)).await?;
+    let mut reservation =
+        stored.filter(|r| user.is_admin() || r.user == user.id).ok_or(ApiError::NotFound { what: "reservation" })?;
+    // The store trails the actor by one group commit; a live actor knows the latest status.
+    // (If the actor no longer has it, it ended since and the store will say how within
+    // one commit.)
+    if reservation.status.is_live()
+        && let Some(handle) = state.directory().live(reservation.event)
+        && let Some(live) = handle.reservation(reservation.id).await?
+    {
+        reservation = live;
+    }
+    Ok(Json(ReservationDto::build(&state, &reservation).await?))
+}
+
+/// Cancel a reservation; the seats go back on sale. Answered once durable.
+#[utoipa::path(post, path = "/reservations/{id}/cancel", tag = "reservations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 200, body = ReservationDto), (status = 404, description = "no such reservation of yours"),
+        (status = 409, description = "invalid_state: already expired or cancelled")))]
+async fn cancel_reservation(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<Uuid>,
+    IdempotencyHeader(key): IdempotencyHeader,
+) -> Result<Json<ReservationDto>, ApiError> {
+    let stored = state.store().reservation(ReservationId(id)).await?;
+    let stored =
+        stored.filter(|r| user.is_admin() || r.user == user.id).ok_or(ApiError::NotFound { what: "reservation" })?;
+    let print = fingerprint("POST", &format!("/reservations/{id}/cancel"), &());
+    let idempotency = idempotency(&state, user.id, key, print).await?;
+    let handle = state.event(stored.event).await?;
+    let cmd = CancelCmd { reservation: stored.id, caller: user.caller(), idempotency };
+    match handle.cancel(cmd).await {
+        Ok(r) => Ok(Json(ReservationDto::build(&state, &r).await?)),
+        // Not live any more: cancelling a cancelled reservation is a no-op; an expired one
+        // is a conflict.
+        Err(tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::ReservationNotFound)) => {
+            let latest = state.store().reservation(stored.id).await?.unwrap_or(stored);
+            match latest.status {
+                ReservationStatus::Cancelled => Ok(Json(ReservationDto::build(&state, &latest).await?)),
+                from => {
+                    Err(tiketi_engine::EngineError::InvalidTransition { from, to: ReservationStatus::Cancelled }.into())
+                }
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}

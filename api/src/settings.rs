@@ -1,0 +1,251 @@
+//! Typed, layered configuration: the built-in `config/default.toml`, then
+//! `config/{TIKETI_ENV}.toml` (from `TIKETI_CONFIG_DIR`, default `./config`), then
+//! `TIKETI_<SECTION>__<KEY>` environment variables. Unknown keys and bad values fail
+//! start-up with a message naming them.
+//!
+//! figment does the layering and names the failing key; we only declare the shape.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP listener.
+    pub server: ServerSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Tokens, passwords and the bootstrap admin.
+    pub auth: AuthSettings,
+    /// Where data lives.
+    pub store: StoreSettings,
+    /// Event actors.
+    pub events: EventSettings,
+    /// Write-behind journal.
+    pub journal: JournalSettings,
+    /// Demo data.
+    pub demo: DemoSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Listen address.
+    pub host: String,
+    /// Listen port (0: any free port).
+    pub port: u16,
+    /// Largest request body.
+    pub body_limit_bytes: usize,
+    /// Per-request deadline.
+    pub request_timeout_ms: u64,
+    /// Graceful shutdown deadline.
+    pub shutdown_deadline_secs: u64,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// tracing filter directive.
+    pub level: String,
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 secret (>= 32 bytes), or empty for a per-process random one.
+    pub jwt_secret: String,
+    /// `iss` claim.
+    pub issuer: String,
+    /// `aud` claim.
+    pub audience: String,
+    /// Access token lifetime.
+    pub access_ttl_secs: u64,
+    /// Refresh token lifetime.
+    pub refresh_ttl_secs: u64,
+    /// Argon2id memory cost.
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes.
+    pub argon2_iterations: u32,
+    /// Bootstrap admin e-mail.
+    pub admin_email: String,
+    /// Bootstrap admin password (empty: generated and printed once).
+    pub admin_password: String,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Which store.
+    pub kind: StoreKind,
+}
+
+/// The store implementations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded in-memory store.
+    Memory,
+}
+
+/// `[events]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSettings {
+    /// Ordinary call timeout.
+    pub call_timeout_ms: u64,
+    /// Durable call timeout.
+    pub durable_timeout_ms: u64,
+    /// In-flight bound per event.
+    pub max_in_flight: usize,
+    /// `Retry-After` for 429.
+    pub busy_retry_after_secs: u64,
+    /// `Retry-After` for 503 on backlog.
+    pub overload_retry_after_secs: u64,
+    /// Idempotency key retention.
+    pub idempotency_retention_hours: u64,
+    /// Shortest hold TTL an event may have.
+    pub min_hold_ttl_secs: u64,
+}
+
+/// `[journal]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// Backlog bound.
+    pub capacity: usize,
+    /// Batch size bound.
+    pub max_batch: usize,
+}
+
+/// `[demo]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSettings {
+    /// Seed demo data into an empty store.
+    pub enabled: bool,
+}
+
+const DEFAULTS: &str = include_str!("../../config/default.toml");
+
+impl Settings {
+    /// Loads the layers for `TIKETI_ENV` (default `development`).
+    pub fn load() -> Result<Self, Box<figment::Error>> {
+        let env = std::env::var("TIKETI_ENV").unwrap_or_else(|_| "development".into());
+        let dir = std::env::var_os("TIKETI_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| "config".into());
+        Self::figment(&env, Some(dir)).merge(env_provider()).extract().map_err(Box::new)
+    }
+
+    /// The file layers only (built-in defaults, then `{dir}/{env}.toml` if it exists),
+    /// without the environment: what tests start from.
+    pub fn figment(env: &str, dir: Option<PathBuf>) -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        if let Some(dir) = dir {
+            figment = figment.merge(Toml::file(dir.join(format!("{env}.toml"))));
+        }
+        figment
+    }
+
+    /// Settings for tests: defaults plus `config/test.toml`'s cheap hashing, on port 0.
+    pub fn for_tests() -> Self {
+        Self::figment("test", None)
+            .merge(Toml::string(include_str!("../../config/test.toml")))
+            .merge(("server.port", 0))
+            .extract()
+            .expect("built-in test settings are valid")
+    }
+
+    /// Checks what the types cannot say.
+    pub fn validate(&self) -> Result<(), String> {
+        let secret = self.auth.jwt_secret.len();
+        if secret != 0 && secret < 32 {
+            return Err(format!("auth.jwt_secret: must be at least 32 bytes (got {secret})"));
+        }
+        if self.events.max_in_flight == 0 {
+            return Err("events.max_in_flight: must be at least 1".into());
+        }
+        if self.journal.capacity == 0 || self.journal.max_batch == 0 {
+            return Err("journal.capacity and journal.max_batch: must be at least 1".into());
+        }
+        if self.auth.argon2_memory_kib < 8 * self.auth.argon2_iterations.max(1) {
+            return Err("auth.argon2_memory_kib: too small for argon2".into());
+        }
+        Ok(())
+    }
+}
+
+/// `TIKETI_SECTION__KEY` variables, minus the ones that choose the layers.
+fn env_provider() -> Env {
+    Env::prefixed("TIKETI_").ignore(&["ENV", "CONFIG_DIR"]).split("__")
+}
+
+impl EventSettings {
+    /// As the actors' configuration.
+    pub fn actor_config(&self) -> tiketi_actors::ActorConfig {
+        tiketi_actors::ActorConfig {
+            call_timeout: Duration::from_millis(self.call_timeout_ms),
+            durable_timeout: Duration::from_millis(self.durable_timeout_ms),
+            max_in_flight: self.max_in_flight,
+            busy_retry_after: Duration::from_secs(self.busy_retry_after_secs),
+            overload_retry_after: Duration::from_secs(self.overload_retry_after_secs),
+            idempotency_retention: Duration::from_secs(self.idempotency_retention_hours * 3600),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_defaults_parse_and_validate() {
+        let s: Settings = Settings::figment("development", None).extract().unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.server.port, 8080);
+        assert_eq!(s.store.kind, StoreKind::Memory);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_in_the_error() {
+        let err = Settings::figment("development", None)
+            .merge(Toml::string("[server]\nprot = 1"))
+            .extract::<Settings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("prot"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_is_named_in_the_error() {
+        let err = Settings::figment("development", None)
+            .merge(Toml::string("[server]\nport = \"eighty\""))
+            .extract::<Settings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn a_short_jwt_secret_is_refused() {
+        let mut s = Settings::for_tests();
+        s.auth.jwt_secret = "short".into();
+        assert!(s.validate().unwrap_err().contains("auth.jwt_secret"));
+    }
+}

@@ -1,0 +1,192 @@
+//! [`Application`]: builds the whole node (store, actors, routes), binds the listener, and
+//! runs until a shutdown signal, then drains within the configured deadline. `main` and
+//! the end-to-end tests boot exactly the same thing.
+
+use crate::auth::{AuthKeys, random_token};
+use crate::error::ApiError;
+use crate::routes;
+use crate::settings::{Settings, StoreKind};
+use crate::state::AppState;
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::IntoResponse;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tiketi_actors::{Clock, Runtime};
+use tiketi_persistence::journal::JournalConfig;
+use tiketi_persistence::{MemoryStore, Role, Store};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A built node, bound to its port, not yet serving.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    state: AppState,
+    runtime: Runtime,
+    shutdown_deadline: Duration,
+}
+
+impl Application {
+    /// Builds a node from settings, with the store they name and the system clock.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = match settings.store.kind {
+            StoreKind::Memory => Arc::new(MemoryStore::new()),
+        };
+        Self::build_with(settings, store, Clock::system()).await
+    }
+
+    /// Builds a node on a given store and clock (tests).
+    pub async fn build_with(settings: Settings, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
+        let auth = AuthKeys::new(&settings.auth).map_err(anyhow::Error::msg)?;
+        let journal = JournalConfig {
+            capacity: settings.journal.capacity,
+            max_batch: settings.journal.max_batch,
+            ..JournalConfig::default()
+        };
+        let runtime = Runtime::start(store, journal, settings.events.actor_config(), clock)
+            .await
+            .context("starting the actor system")?;
+        let state = AppState::new(runtime.directory().clone(), auth, settings.clone());
+        bootstrap_admin(&state).await?;
+        if settings.demo.enabled
+            && let Some(event) = crate::demo::seed(&state).await.context("seeding demo data")?
+        {
+            tracing::info!(event_id = %event, "demo event on sale: GET /api/v1/events/{event}");
+        }
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
+        Ok(Self {
+            listener,
+            router: router(state.clone()),
+            state,
+            runtime,
+            shutdown_deadline: Duration::from_secs(settings.server.shutdown_deadline_secs),
+        })
+    }
+
+    /// The bound port (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The shared state (tests use it to reach the store and the directory).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then: not ready, stop accepting, let in-flight
+    /// requests finish, stop the actors and flush the journal, all within the deadline.
+    pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, state, runtime, shutdown_deadline } = self;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop_rx.await;
+                })
+                .into_future(),
+        );
+        signal.await;
+        tracing::info!(deadline = ?shutdown_deadline, "shutting down: draining requests, then flushing");
+        state.start_draining();
+        let _ = stop_tx.send(());
+        let deadline = tokio::time::Instant::now() + shutdown_deadline;
+        match tokio::time::timeout_at(deadline, server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
+            Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
+            Err(_) => tracing::warn!("in-flight requests did not finish before the deadline"),
+        }
+        if tokio::time::timeout_at(deadline, runtime.shutdown()).await.is_err() {
+            anyhow::bail!("the write-behind journal was not flushed before the shutdown deadline");
+        }
+        tracing::info!("shutdown complete");
+        Ok(())
+    }
+}
+
+/// The full router: `/api/v1`, docs, health, and the cross-cutting layers.
+fn router(state: AppState) -> Router {
+    let settings = state.settings().server.clone();
+    let (api, doc) =
+        OpenApiRouter::with_openapi(crate::openapi::base()).nest("/api/v1", routes::api()).split_for_parts();
+    Router::new()
+        .merge(api)
+        .merge(crate::openapi::router(doc))
+        .merge(routes::health::router())
+        .fallback(|| async { ApiError::NotFound { what: "route" } })
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(settings.request_timeout_ms),
+        ))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("handler panicked".into()).into_response()))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The matched route template, never the raw path (ids would explode cardinality).
+            let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str());
+            let request_id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %req.method(), route, request_id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Creates the configured admin account if it does not exist; a generated password is
+/// printed once.
+async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
+    let auth = &state.settings().auth;
+    if state.store().user_by_email(&auth.admin_email).await?.is_some() {
+        return Ok(());
+    }
+    let (password, generated) = if auth.admin_password.is_empty() {
+        (random_token()[..20].to_owned(), true)
+    } else {
+        (auth.admin_password.clone(), false)
+    };
+    let email = auth.admin_email.trim().to_lowercase();
+    crate::routes::auth::create_user(state, email.clone(), password.clone(), "Administrator".into(), Role::Admin)
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?;
+    if generated {
+        // Printed, not logged: it must not end up in a log pipeline.
+        println!("Admin account created: {email} / {password}  (shown once; set auth.admin_password to choose it)");
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

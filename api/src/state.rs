@@ -1,0 +1,101 @@
+//! The state every handler shares.
+
+use crate::auth::AuthKeys;
+use crate::error::ApiError;
+use crate::settings::Settings;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tiketi_actors::{Directory, EventHandle};
+use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp};
+use tiketi_persistence::Store;
+
+/// Cheap to clone: one `Arc`.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    directory: Directory,
+    auth: AuthKeys,
+    settings: Settings,
+    draining: AtomicBool,
+    labels: Mutex<HashMap<EventId, Arc<SeatMap>>>,
+}
+
+impl AppState {
+    /// Assembles the state.
+    pub fn new(directory: Directory, auth: AuthKeys, settings: Settings) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                directory,
+                auth,
+                settings,
+                draining: AtomicBool::new(false),
+                labels: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        self.inner.directory.store()
+    }
+
+    /// Token and password handling.
+    pub fn auth(&self) -> &AuthKeys {
+        &self.inner.auth
+    }
+
+    /// The configuration.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// Now, on the actors' clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.directory.clock().now()
+    }
+
+    /// The directory of event actors.
+    pub fn directory(&self) -> &Directory {
+        &self.inner.directory
+    }
+
+    /// The event's actor, activated if needed.
+    pub async fn event(&self, event: EventId) -> Result<EventHandle, ApiError> {
+        Ok(self.inner.directory.get(event).await?)
+    }
+
+    /// Whether the node is shutting down (not ready).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    /// Marks the node as shutting down.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    /// Seat ids for seat indexes of an event. Layouts never change after an event is
+    /// created, so each event's compiled map is cached for the life of the process.
+    pub async fn seat_ids(&self, event: EventId, seats: &[SeatIndex]) -> Result<Vec<String>, ApiError> {
+        if seats.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cached = self.inner.labels.lock().unwrap_or_else(|e| e.into_inner()).get(&event).cloned();
+        let map = match cached {
+            Some(map) => map,
+            None => {
+                let record = self.store().event(event).await?.ok_or(ApiError::NotFound { what: "event" })?;
+                let layout =
+                    record.layout.ok_or_else(|| ApiError::Internal("seated reservation without layout".into()))?;
+                let map = Arc::new(SeatMap::new(&layout).map_err(|e| ApiError::Internal(e.to_string()))?);
+                self.inner.labels.lock().unwrap_or_else(|e| e.into_inner()).insert(event, map.clone());
+                map
+            }
+        };
+        Ok(seats.iter().map(|&s| map.seat_id(s)).collect())
+    }
+}

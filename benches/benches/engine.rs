@@ -1,0 +1,192 @@
+//! Engine micro-benchmarks: the hold decision on a 50,000-seat and a 2,000-seat event, the
+//! expiry sweep, and seat-id resolution.
+//!
+//! Every timed hold is a real decision on seats nobody has touched: each benchmark walks
+//! through its event's seats on a copy of a pristine engine and swaps in a fresh copy when
+//! they run out. Cloning, building requests and dropping change sets stay outside the
+//! timed region, and every timed hold is checked to have succeeded.
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+use tiketi_engine::{
+    ChangeSet, EngineError, EventEngine, EventId, EventRules, HoldRequest, LayoutSpec, ReservationId, SeatIndex,
+    SeatMap, Selection, Timestamp, UserId,
+};
+use uuid::Uuid;
+
+/// 2026-01-05T08:00:00Z, well inside the sale window.
+const NOW: Timestamp = Timestamp::from_millis(1_767_600_000_000);
+const HOLD_TTL: Duration = Duration::from_secs(10 * 60);
+const DAY_MS: i64 = 86_400_000;
+/// A prime, so it is coprime with every venue size here (whose factors are 2 and 5).
+const STRIDE: usize = 7_919;
+
+/// A benchmark venue: its label and layout.
+struct Venue {
+    name: &'static str,
+    layout: LayoutSpec,
+}
+
+fn venues() -> [Venue; 2] {
+    [
+        Venue { name: "50k_seats", layout: LayoutSpec::grid(10, 100, 50, 100) },
+        Venue { name: "2k_seats", layout: LayoutSpec::grid(4, 10, 50, 100) },
+    ]
+}
+
+/// An event on sale for a month around [`NOW`] with no per-user limit.
+fn pristine(layout: &LayoutSpec) -> EventEngine {
+    let rules = EventRules {
+        sale_start: Timestamp::from_millis(NOW.millis() - DAY_MS),
+        sale_end: Timestamp::from_millis(NOW.millis() + 30 * DAY_MS),
+        per_user_limit: 0,
+        hold_ttl: HOLD_TTL,
+        max_per_reservation: 10,
+        cancelled: false,
+    };
+    let seats = SeatMap::new(layout).expect("grid layouts are valid");
+    EventEngine::new(EventId(Uuid::from_u128(1)), rules, seats, Vec::new(), NOW)
+}
+
+/// The `i`-th of `n` indices in a scattered order that visits each once, so consecutive
+/// holds do not land on neighbouring seats; indices repeat from `i = n` on.
+fn scattered(i: usize, n: usize) -> usize {
+    (i % n) * STRIDE % n
+}
+
+/// The `i`-th hold of a cycle, each by a different buyer.
+fn request(i: usize, selection: Selection) -> HoldRequest {
+    HoldRequest { id: ReservationId(Uuid::from_u128(i as u128)), user: UserId(Uuid::from_u128(i as u128)), selection }
+}
+
+/// Holds `selection(0)`, `selection(1)`, ... on a copy of a pristine engine, starting over
+/// on a fresh copy after the last hold that can succeed. State carries over between
+/// criterion's samples, so every sample sees the same mix of empty and full venues.
+struct HoldCycle<F> {
+    pristine: EventEngine,
+    engine: EventEngine,
+    /// How many holds succeed on a pristine engine.
+    len: usize,
+    next: usize,
+    selection: F,
+}
+
+impl<F: Fn(usize) -> Selection> HoldCycle<F> {
+    fn new(pristine: EventEngine, selection: F) -> Self {
+        let mut probe = pristine.clone();
+        let len = (0..).take_while(|&i| probe.hold(request(i, selection(i)), NOW).is_ok()).count();
+        assert!(len > 0, "at least one hold fits");
+        Self { engine: pristine.clone(), pristine, len, next: 0, selection }
+    }
+
+    /// Makes `iters` holds and returns the time spent inside `EventEngine::hold` alone.
+    fn run(&mut self, iters: u64) -> Duration {
+        let mut elapsed = Duration::ZERO;
+        let mut left = usize::try_from(iters).expect("iteration count fits usize");
+        while left > 0 {
+            if self.next == self.len {
+                self.engine = self.pristine.clone();
+                self.next = 0;
+            }
+            let n = left.min(self.len - self.next);
+            let mut requests: Vec<HoldRequest> =
+                (self.next..self.next + n).map(|i| request(i, (self.selection)(i))).collect();
+            let mut results: Vec<Result<ChangeSet, EngineError>> = Vec::with_capacity(n);
+            let start = Instant::now();
+            for req in requests.drain(..) {
+                results.push(self.engine.hold(req, NOW));
+            }
+            elapsed += start.elapsed();
+            assert!(results.iter().all(Result::is_ok), "every timed hold is a successful decision");
+            self.next += n;
+            left -= n;
+        }
+        elapsed
+    }
+}
+
+fn holds(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hold");
+    // One element is one hold decision, so criterion's elem/s reads as holds per second.
+    group.throughput(Throughput::Elements(1));
+    for venue in venues() {
+        let engine = pristine(&venue.layout);
+        let seats = engine.seats().len() as usize;
+
+        let mut single =
+            HoldCycle::new(engine.clone(), |i| Selection::Seats(vec![SeatIndex(scattered(i, seats) as u32)]));
+        group.bench_function(BenchmarkId::new("single_seat", venue.name), |b| b.iter_custom(|n| single.run(n)));
+
+        let groups = seats / 4;
+        let mut four = HoldCycle::new(engine.clone(), |i| {
+            let first = scattered(i, groups) as u32 * 4;
+            Selection::Seats((first..first + 4).map(SeatIndex).collect())
+        });
+        group.bench_function(BenchmarkId::new("four_seats", venue.name), |b| b.iter_custom(|n| four.run(n)));
+
+        // Averages over a venue filling from empty until no row has four seats together.
+        let mut best =
+            HoldCycle::new(engine, |_| Selection::BestAvailable { quantity: 4, section: None, adjacent: true });
+        group.bench_function(BenchmarkId::new("best_available_4_adjacent", venue.name), |b| {
+            b.iter_custom(|n| best.run(n))
+        });
+    }
+    group.finish();
+}
+
+fn expiry(c: &mut Criterion) {
+    const HOLDS: usize = 10_000;
+    let [venue, _] = venues();
+    let mut engine = pristine(&venue.layout);
+    let seats = engine.seats().len() as usize;
+    for i in 0..HOLDS {
+        let selection = Selection::Seats(vec![SeatIndex(scattered(i, seats) as u32)]);
+        let at = Timestamp::from_millis(NOW.millis() + i as i64);
+        engine.hold(request(i, selection), at).expect("scattered seats are free");
+    }
+    let all_lapsed = Timestamp::from_millis(NOW.millis() + HOLDS as i64).plus(HOLD_TTL);
+
+    let mut group = c.benchmark_group("expiry");
+    group.throughput(Throughput::Elements(HOLDS as u64));
+    group.sample_size(20);
+    group.bench_function(BenchmarkId::new("tick_expiring_10k_holds", venue.name), |b| {
+        // The engine and its change set are returned so that dropping them is not timed.
+        b.iter_batched(
+            || engine.clone(),
+            |mut e| {
+                let expired = e.tick(all_lapsed);
+                (e, expired)
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+fn resolution(c: &mut Criterion) {
+    let [venue, _] = venues();
+    let engine = pristine(&venue.layout);
+    let seats = engine.seats().len() as usize;
+    let ids: Vec<String> = (0..1024).map(|i| engine.seats().seat_id(SeatIndex(scattered(i, seats) as u32))).collect();
+
+    let mut group = c.benchmark_group("resolve");
+    group.throughput(Throughput::Elements(ids.len() as u64));
+    group.bench_function(BenchmarkId::new("seat_id", venue.name), |b| {
+        b.iter(|| {
+            for id in &ids {
+                black_box(engine.seats().resolve(black_box(id)));
+            }
+        })
+    });
+    // A request's four ids, checked for unknown and duplicate seats as a hold request is.
+    let request: Vec<&str> = ids[..4].iter().map(String::as_str).collect();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("request_of_4_ids", venue.name), |b| {
+        b.iter(|| engine.resolve_seats(black_box(&request)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, holds, expiry, resolution);
+criterion_main!(benches);

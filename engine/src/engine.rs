@@ -1,0 +1,545 @@
+//! [`EventEngine`]: one event's inventory and lifecycle as a synchronous state machine.
+//!
+//! Every command either refuses with an [`EngineError`] and changes nothing, or applies
+//! completely and returns the [`ChangeSet`] it made. Holds are all-or-nothing.
+
+use crate::layout::TicketTypeSpec;
+use crate::{
+    Change, ChangeSet, EngineError, EventId, EventStatus, Reservation, ReservationId, ReservationItems,
+    ReservationNumber, ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
+};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::time::Duration;
+
+/// The rules an event sells by; an admin may change them while the event is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRules {
+    /// Holds are taken from this instant...
+    pub sale_start: Timestamp,
+    /// ...until this one.
+    pub sale_end: Timestamp,
+    /// Seats (and GA tickets) one buyer may hold and own in this event; 0 is no limit.
+    pub per_user_limit: u32,
+    /// How long an unpaid hold lasts.
+    pub hold_ttl: Duration,
+    /// Largest number of seats or tickets in one reservation.
+    pub max_per_reservation: u32,
+    /// Cancelled by an admin.
+    pub cancelled: bool,
+}
+
+/// A general-admission ticket type with its live counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketTypeState {
+    /// Its definition.
+    pub spec: TicketTypeSpec,
+    /// Tickets held by reservations awaiting payment.
+    pub held: u32,
+    /// Tickets sold.
+    pub sold: u32,
+}
+
+impl TicketTypeState {
+    /// Tickets still on sale.
+    pub fn available(&self) -> u32 {
+        self.spec.capacity - self.held - self.sold
+    }
+}
+
+/// What a buyer asks to hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These seats, all or none.
+    Seats(Vec<SeatIndex>),
+    /// A quantity of a general-admission ticket type.
+    General {
+        /// The ticket type.
+        ticket_type: TicketTypeId,
+        /// How many.
+        quantity: u32,
+    },
+    /// The best `quantity` seats the engine can find.
+    BestAvailable {
+        /// How many seats.
+        quantity: u32,
+        /// Only in this section (an index from [`SeatMap::section`]).
+        section: Option<u16>,
+        /// All in one row, side by side.
+        adjacent: bool,
+    },
+}
+
+impl Selection {
+    fn quantity(&self) -> u32 {
+        match self {
+            Self::Seats(s) => s.len() as u32,
+            Self::General { quantity, .. } | Self::BestAvailable { quantity, .. } => *quantity,
+        }
+    }
+}
+
+/// A hold command. The reservation id comes from the caller: the engine makes no ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRequest {
+    /// Id for the new reservation.
+    pub id: ReservationId,
+    /// The buyer.
+    pub user: UserId,
+    /// What to hold.
+    pub selection: Selection,
+}
+
+/// What the store keeps of an event's inventory: enough to rebuild its engine exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Persisted {
+    /// Seats blocked by an admin.
+    pub blocked: Vec<SeatIndex>,
+    /// Held and confirmed reservations (others are ignored).
+    pub live: Vec<Reservation>,
+    /// Sequence number of the last persisted change set.
+    pub seq: u64,
+    /// Highest reservation serial handed out.
+    pub serial: u32,
+    /// The event status last persisted.
+    pub status: EventStatus,
+}
+
+/// One event's seat map, GA inventory, live reservations and lifecycle.
+#[derive(Debug, Clone)]
+pub struct EventEngine {
+    event: EventId,
+    rules: EventRules,
+    seats: SeatMap,
+    ticket_types: Vec<TicketTypeState>,
+    /// Live reservations only (held or confirmed); ended ones live in the store.
+    reservations: HashMap<ReservationId, Reservation>,
+    /// Hold expiries, earliest first. Entries of reservations that were confirmed or
+    /// cancelled meanwhile are skipped when they surface.
+    expiries: BinaryHeap<Reverse<(Timestamp, ReservationId)>>,
+    /// Seats and tickets each buyer holds or owns, for the per-user limit.
+    per_user: HashMap<UserId, u32>,
+    status: EventStatus,
+    seq: u64,
+    serial: u32,
+}
+
+impl EventEngine {
+    /// A fresh event: every seat available, nothing held.
+    pub fn new(
+        event: EventId,
+        rules: EventRules,
+        seats: SeatMap,
+        ticket_types: Vec<TicketTypeSpec>,
+        now: Timestamp,
+    ) -> Self {
+        let mut engine = Self {
+            event,
+            rules,
+            seats,
+            ticket_types: ticket_types.into_iter().map(|spec| TicketTypeState { spec, held: 0, sold: 0 }).collect(),
+            reservations: HashMap::new(),
+            expiries: BinaryHeap::new(),
+            per_user: HashMap::new(),
+            status: EventStatus::Upcoming,
+            seq: 0,
+            serial: 0,
+        };
+        engine.status = engine.status_at(now);
+        engine
+    }
+
+    /// Rebuilds an event from what the store kept (see [`Persisted`]). `seq` and `serial`
+    /// continue where they were. What changed while nobody was looking (holds that lapsed,
+    /// a sale that ended) comes back as the returned change set, which the caller must
+    /// persist like any other.
+    pub fn restore(
+        event: EventId,
+        rules: EventRules,
+        seats: SeatMap,
+        ticket_types: Vec<TicketTypeSpec>,
+        persisted: Persisted,
+        now: Timestamp,
+    ) -> (Self, Option<ChangeSet>) {
+        let mut engine = Self::new(event, rules, seats, ticket_types, now);
+        engine.seq = persisted.seq;
+        engine.serial = persisted.serial;
+        for seat in persisted.blocked {
+            engine.seats.set(seat, SeatStatus::Blocked);
+        }
+        for r in persisted.live.into_iter().filter(|r| r.status.is_live()) {
+            let status = if r.status == ReservationStatus::Held { SeatStatus::Held } else { SeatStatus::Sold };
+            engine.transfer(&r.items, SeatStatus::Available, status, &mut Vec::new());
+            *engine.per_user.entry(r.user).or_default() += r.items.quantity();
+            if r.status == ReservationStatus::Held {
+                engine.expiries.push(Reverse((r.expires_at, r.id)));
+            }
+            engine.serial = engine.serial.max(r.number.serial);
+            engine.reservations.insert(r.id, r);
+        }
+        // Start from the status last persisted, so a move that happened while the actor was
+        // down is reported (and persisted) like any other.
+        engine.status = persisted.status;
+        let changed = engine.tick(now);
+        (engine, changed)
+    }
+
+    /// The event this engine sells.
+    pub fn event(&self) -> EventId {
+        self.event
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &EventRules {
+        &self.rules
+    }
+
+    /// The seat map.
+    pub fn seats(&self) -> &SeatMap {
+        &self.seats
+    }
+
+    /// Seats by status.
+    pub fn counts(&self) -> SeatCounts {
+        self.seats.counts()
+    }
+
+    /// General-admission ticket types with their counters.
+    pub fn ticket_types(&self) -> &[TicketTypeState] {
+        &self.ticket_types
+    }
+
+    /// The lifecycle status as of the last command or tick.
+    pub fn status(&self) -> EventStatus {
+        self.status
+    }
+
+    /// Sequence number of the last change set.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The highest reservation serial handed out.
+    pub fn serial(&self) -> u32 {
+        self.serial
+    }
+
+    /// A live (held or confirmed) reservation.
+    pub fn reservation(&self, id: ReservationId) -> Option<&Reservation> {
+        self.reservations.get(&id)
+    }
+
+    /// All live reservations, in no particular order.
+    pub fn reservations(&self) -> impl Iterator<Item = &Reservation> {
+        self.reservations.values()
+    }
+
+    /// Seats and tickets `user` holds or owns here.
+    pub fn user_quantity(&self, user: UserId) -> u32 {
+        self.per_user.get(&user).copied().unwrap_or(0)
+    }
+
+    /// Whether anything at all is left to sell (seats or GA tickets).
+    fn has_inventory(&self) -> bool {
+        self.seats.counts().available > 0 || self.ticket_types.iter().any(|t| t.available() > 0)
+    }
+
+    /// The status the rules and inventory give at `now`.
+    pub fn status_at(&self, now: Timestamp) -> EventStatus {
+        if self.rules.cancelled {
+            EventStatus::Cancelled
+        } else if now >= self.rules.sale_end {
+            EventStatus::Ended
+        } else if now < self.rules.sale_start {
+            EventStatus::Upcoming
+        } else if self.has_inventory() {
+            EventStatus::OnSale
+        } else {
+            EventStatus::SoldOut
+        }
+    }
+
+    /// The next instant at which [`EventEngine::tick`] has work: a hold expiry, sale start
+    /// or sale end. The caller arms one timer for it.
+    pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
+        let lifecycle = [self.rules.sale_start, self.rules.sale_end].into_iter().filter(|&t| t > now).min();
+        let expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
+        match (lifecycle, expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Resolves seat ids, naming every unknown one and refusing duplicates.
+    pub fn resolve_seats<S: AsRef<str>>(&self, ids: &[S]) -> Result<Vec<SeatIndex>, EngineError> {
+        let mut seats = Vec::with_capacity(ids.len());
+        let mut unknown = Vec::new();
+        for id in ids {
+            match self.seats.resolve(id.as_ref()) {
+                Some(s) if seats.contains(&s) => return Err(EngineError::DuplicateSeat(id.as_ref().to_owned())),
+                Some(s) => seats.push(s),
+                None => unknown.push(id.as_ref().to_owned()),
+            }
+        }
+        if unknown.is_empty() { Ok(seats) } else { Err(EngineError::UnknownSeats(unknown)) }
+    }
+
+    /// Lets time pass: expires lapsed holds and moves the lifecycle. `None` when nothing
+    /// changed.
+    pub fn tick(&mut self, now: Timestamp) -> Option<ChangeSet> {
+        let mut changes = Vec::new();
+        while let Some(&Reverse((at, id))) = self.expiries.peek() {
+            if at > now {
+                break;
+            }
+            self.expiries.pop();
+            // Skip entries whose reservation was confirmed, cancelled or re-timed since.
+            let due =
+                self.reservations.get(&id).is_some_and(|r| r.status == ReservationStatus::Held && r.expires_at <= now);
+            if due {
+                self.end(id, ReservationStatus::Expired, now, &mut changes);
+            }
+        }
+        self.refresh_status(now, &mut changes);
+        self.commit(now, changes)
+    }
+
+    /// Holds seats or tickets for a buyer, all or nothing.
+    pub fn hold(&mut self, req: HoldRequest, now: Timestamp) -> Result<ChangeSet, EngineError> {
+        // Ids come from the caller; reusing a live one would orphan that reservation's seats.
+        if let Some(live) = self.reservations.get(&req.id) {
+            return Err(EngineError::InvalidTransition { from: live.status, to: ReservationStatus::Held });
+        }
+        let status = self.status_at(now);
+        if matches!(status, EventStatus::Upcoming | EventStatus::Ended | EventStatus::Cancelled) {
+            return Err(EngineError::NotOnSale(status));
+        }
+        let quantity = req.selection.quantity();
+        let max = self.rules.max_per_reservation;
+        if quantity == 0 || quantity > max {
+            return Err(EngineError::InvalidQuantity { max });
+        }
+        let current = self.user_quantity(req.user);
+        let limit = self.rules.per_user_limit;
+        if limit > 0 && current + quantity > limit {
+            return Err(EngineError::LimitExceeded { limit, current, requested: quantity });
+        }
+        let (items, amount) = match req.selection {
+            Selection::Seats(seats) => {
+                if let Some(&bad) = seats.iter().find(|s| s.0 >= self.seats.len()) {
+                    return Err(EngineError::UnknownSeats(vec![format!("#{}", bad.0)]));
+                }
+                let mut unavailable = Vec::new();
+                for (i, &s) in seats.iter().enumerate() {
+                    if seats[..i].contains(&s) {
+                        return Err(EngineError::DuplicateSeat(self.seats.seat_id(s)));
+                    }
+                    if self.seats.status(s) != SeatStatus::Available {
+                        unavailable.push(self.seats.seat_id(s));
+                    }
+                }
+                if !unavailable.is_empty() {
+                    return Err(EngineError::SeatsUnavailable(unavailable));
+                }
+                let amount = seats.iter().map(|&s| self.seats.price(s)).sum();
+                (ReservationItems::Seats(seats), amount)
+            }
+            Selection::BestAvailable { quantity, section, adjacent } => {
+                let seats = self
+                    .seats
+                    .find_best(quantity, section, adjacent)
+                    .ok_or(EngineError::NoSeatsTogether { quantity })?;
+                let amount = seats.iter().map(|&s| self.seats.price(s)).sum();
+                (ReservationItems::Seats(seats), amount)
+            }
+            Selection::General { ticket_type, quantity } => {
+                let tt = self
+                    .ticket_types
+                    .iter()
+                    .find(|t| t.spec.id == ticket_type)
+                    .ok_or(EngineError::UnknownTicketType)?;
+                if tt.available() < quantity {
+                    return Err(EngineError::InsufficientInventory { available: tt.available() });
+                }
+                (ReservationItems::General { ticket_type, quantity }, tt.spec.price * i64::from(quantity))
+            }
+        };
+
+        // Decided: from here on nothing can fail.
+        let mut changes = Vec::with_capacity(quantity as usize + 2);
+        self.transfer(&items, SeatStatus::Available, SeatStatus::Held, &mut changes);
+        *self.per_user.entry(req.user).or_default() += quantity;
+        self.serial += 1;
+        let expires_at = now.plus(self.rules.hold_ttl);
+        let reservation = Reservation {
+            id: req.id,
+            number: ReservationNumber { date: now.yyyymmdd(), serial: self.serial },
+            event: self.event,
+            user: req.user,
+            items,
+            status: ReservationStatus::Held,
+            amount,
+            created_at: now,
+            expires_at,
+            updated_at: now,
+        };
+        changes.push(Change::ReservationCreated(Box::new(reservation.clone())));
+        self.expiries.push(Reverse((expires_at, req.id)));
+        self.reservations.insert(req.id, reservation);
+        self.refresh_status(now, &mut changes);
+        Ok(self.commit(now, changes).expect("a hold always changes something"))
+    }
+
+    /// Marks a held reservation paid: its seats become sold. Confirming a confirmed
+    /// reservation changes nothing and succeeds (a retried confirmation is not an error).
+    pub fn confirm(&mut self, id: ReservationId, now: Timestamp) -> Result<Option<ChangeSet>, EngineError> {
+        let r = self.reservations.get_mut(&id).ok_or(EngineError::ReservationNotFound)?;
+        match r.status {
+            ReservationStatus::Confirmed => return Ok(None),
+            ReservationStatus::Held if r.expires_at > now => {}
+            // A hold past its expiry is expired even if the tick that ends it has not run yet.
+            _ => {
+                let from = ReservationStatus::Expired;
+                return Err(EngineError::InvalidTransition { from, to: ReservationStatus::Confirmed });
+            }
+        }
+        r.status = ReservationStatus::Confirmed;
+        r.updated_at = now;
+        let items = r.items.clone();
+        let mut changes = Vec::with_capacity(items.quantity() as usize + 1);
+        self.transfer(&items, SeatStatus::Held, SeatStatus::Sold, &mut changes);
+        changes.push(Change::ReservationStatus { id, status: ReservationStatus::Confirmed });
+        Ok(self.commit(now, changes))
+    }
+
+    /// Cancels a held or confirmed reservation (a confirmed one is being refunded); its
+    /// seats go back on sale.
+    pub fn cancel(&mut self, id: ReservationId, now: Timestamp) -> Result<ChangeSet, EngineError> {
+        if !self.reservations.contains_key(&id) {
+            return Err(EngineError::ReservationNotFound);
+        }
+        let mut changes = Vec::new();
+        self.end(id, ReservationStatus::Cancelled, now, &mut changes);
+        self.refresh_status(now, &mut changes);
+        Ok(self.commit(now, changes).expect("a cancellation always changes something"))
+    }
+
+    /// Takes seats off sale, all or none: every seat must be available or already blocked.
+    pub fn block(&mut self, seats: &[SeatIndex], now: Timestamp) -> Result<Option<ChangeSet>, EngineError> {
+        if let Some(&bad) = seats.iter().find(|s| s.0 >= self.seats.len()) {
+            return Err(EngineError::UnknownSeats(vec![format!("#{}", bad.0)]));
+        }
+        let taken: Vec<String> = seats
+            .iter()
+            .filter(|&&s| matches!(self.seats.status(s), SeatStatus::Held | SeatStatus::Sold))
+            .map(|&s| self.seats.seat_id(s))
+            .collect();
+        if !taken.is_empty() {
+            return Err(EngineError::SeatsUnavailable(taken));
+        }
+        Ok(self.set_seats(seats, SeatStatus::Available, SeatStatus::Blocked, now))
+    }
+
+    /// Puts blocked seats back on sale; seats that are not blocked are left alone.
+    pub fn unblock(&mut self, seats: &[SeatIndex], now: Timestamp) -> Option<ChangeSet> {
+        let seats: Vec<SeatIndex> = seats.iter().copied().filter(|s| s.0 < self.seats.len()).collect();
+        let seats = seats.as_slice();
+        self.set_seats(seats, SeatStatus::Blocked, SeatStatus::Available, now)
+    }
+
+    /// Replaces the rules (sale window, limits, TTL). Existing holds keep their expiry.
+    pub fn set_rules(&mut self, rules: EventRules, now: Timestamp) -> Option<ChangeSet> {
+        self.rules = EventRules { cancelled: self.rules.cancelled, ..rules };
+        let mut changes = Vec::new();
+        self.refresh_status(now, &mut changes);
+        self.commit(now, changes)
+    }
+
+    /// Cancels the event: no more sales, and every unpaid hold is released. Confirmed
+    /// reservations stay confirmed until they are refunded one by one.
+    pub fn cancel_event(&mut self, now: Timestamp) -> Option<ChangeSet> {
+        self.rules.cancelled = true;
+        let mut changes = Vec::new();
+        let held: Vec<ReservationId> =
+            self.reservations.values().filter(|r| r.status == ReservationStatus::Held).map(|r| r.id).collect();
+        for id in held {
+            self.end(id, ReservationStatus::Cancelled, now, &mut changes);
+        }
+        self.refresh_status(now, &mut changes);
+        self.commit(now, changes)
+    }
+
+    fn set_seats(
+        &mut self,
+        seats: &[SeatIndex],
+        from: SeatStatus,
+        to: SeatStatus,
+        now: Timestamp,
+    ) -> Option<ChangeSet> {
+        let mut changes = Vec::new();
+        for &seat in seats {
+            if self.seats.status(seat) == from {
+                self.seats.set(seat, to);
+                changes.push(Change::Seat { seat, status: to });
+            }
+        }
+        self.refresh_status(now, &mut changes);
+        self.commit(now, changes)
+    }
+
+    /// Ends a live reservation: releases its inventory and drops it from memory.
+    fn end(&mut self, id: ReservationId, status: ReservationStatus, _now: Timestamp, changes: &mut Vec<Change>) {
+        let Some(r) = self.reservations.remove(&id) else { return };
+        let from = if r.status == ReservationStatus::Held { SeatStatus::Held } else { SeatStatus::Sold };
+        self.transfer(&r.items, from, SeatStatus::Available, changes);
+        if let Some(n) = self.per_user.get_mut(&r.user) {
+            *n -= r.items.quantity();
+            if *n == 0 {
+                self.per_user.remove(&r.user);
+            }
+        }
+        changes.push(Change::ReservationStatus { id, status });
+    }
+
+    /// Moves a reservation's inventory from one status to another (available, held or
+    /// sold), recording each change. GA counters move between `held` and `sold` as a whole
+    /// reservation: its tickets are never split across statuses.
+    fn transfer(&mut self, items: &ReservationItems, from: SeatStatus, to: SeatStatus, changes: &mut Vec<Change>) {
+        match items {
+            ReservationItems::Seats(seats) => {
+                for &seat in seats {
+                    self.seats.set(seat, to);
+                    changes.push(Change::Seat { seat, status: to });
+                }
+            }
+            ReservationItems::General { ticket_type, quantity } => {
+                let Some(tt) = self.ticket_types.iter_mut().find(|t| t.spec.id == *ticket_type) else { return };
+                for (status, delta) in [(from, -i64::from(*quantity)), (to, i64::from(*quantity))] {
+                    let counter = match status {
+                        SeatStatus::Held => &mut tt.held,
+                        SeatStatus::Sold => &mut tt.sold,
+                        SeatStatus::Available | SeatStatus::Blocked => continue,
+                    };
+                    *counter = u32::try_from(i64::from(*counter) + delta).expect("GA counters stay within capacity");
+                }
+                changes.push(Change::General { ticket_type: *ticket_type, held: tt.held, sold: tt.sold });
+            }
+        }
+    }
+
+    fn refresh_status(&mut self, now: Timestamp, changes: &mut Vec<Change>) {
+        let status = self.status_at(now);
+        if status != self.status {
+            self.status = status;
+            changes.push(Change::EventStatus(status));
+        }
+    }
+
+    fn commit(&mut self, now: Timestamp, changes: Vec<Change>) -> Option<ChangeSet> {
+        if changes.is_empty() {
+            return None;
+        }
+        self.seq += 1;
+        Some(ChangeSet { seq: self.seq, at: now, changes })
+    }
+}

@@ -1,0 +1,223 @@
+//! The write-behind journal: event actors hand their change sets to one group-commit
+//! flusher per process over a bounded channel, and never wait for the store themselves.
+//!
+//! The flusher takes everything queued (up to a batch limit), applies it to the store in
+//! one [`Store::append`], and then reports "committed up to seq N" per event through the
+//! callback it was spawned with. A failed append is retried with backoff, in order, until
+//! it succeeds: nothing handed to the journal is dropped because the store was down. The
+//! channel bound is the backlog limit: when it is full, [`Journal::try_reserve`] fails and
+//! the actor refuses new writes with "overloaded" instead of queueing without bound.
+
+use crate::records::JournalEntry;
+use crate::store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tiketi_engine::EventId;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Called after every committed batch with the highest committed seq of each event in it.
+pub type OnCommit = Arc<dyn Fn(&[(EventId, u64)]) + Send + Sync>;
+
+/// Journal tuning.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Change sets that may wait for the store; past this, writes are refused.
+    pub capacity: usize,
+    /// Most change sets in one store transaction.
+    pub max_batch: usize,
+    /// First retry delay after a failed append; doubles up to `max_backoff`.
+    pub backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 65_536,
+            max_batch: 4_096,
+            backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Counters the flusher keeps; read by metrics and the admin endpoints.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    /// Change sets handed to the journal.
+    pub sent: AtomicU64,
+    /// Store transactions committed.
+    pub batches: AtomicU64,
+    /// Change sets committed.
+    pub entries: AtomicU64,
+    /// Failed append attempts.
+    pub failures: AtomicU64,
+    /// Entries dropped because the store refused them permanently (a bug or a fenced
+    /// write; logged at error level).
+    pub rejected: AtomicU64,
+    /// Woken after every batch.
+    done: tokio::sync::Notify,
+}
+
+/// The journal is full: the store is behind by `capacity` change sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("write-behind backlog is full")]
+pub struct Backlogged;
+
+/// The sending side, cloned into every event actor.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::Sender<JournalEntry>,
+    capacity: usize,
+    stats: Arc<JournalStats>,
+}
+
+/// A reserved slot in the journal: reserve before deciding, so a decided command can
+/// always be journaled.
+pub struct JournalPermit(mpsc::OwnedPermit<JournalEntry>, Arc<JournalStats>);
+
+impl JournalPermit {
+    /// Hands an entry to the flusher.
+    pub fn send(self, entry: JournalEntry) {
+        self.1.sent.fetch_add(1, Ordering::Relaxed);
+        self.0.send(entry);
+    }
+}
+
+impl Journal {
+    /// Starts the flusher. It runs until every [`Journal`] clone is dropped and the queue
+    /// is drained, so awaiting the returned handle after dropping them is a full flush.
+    pub fn spawn(store: Arc<dyn Store>, config: JournalConfig, on_commit: OnCommit) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(config.capacity);
+        let stats = Arc::new(JournalStats::default());
+        let flusher = Flusher { store, config: config.clone(), on_commit, stats: stats.clone() };
+        let task = tokio::spawn(flusher.run(rx));
+        (Self { tx, capacity: config.capacity, stats }, task)
+    }
+
+    /// Reserves a slot, or says the backlog is full.
+    pub fn try_reserve(&self) -> Result<JournalPermit, Backlogged> {
+        let permit = self.tx.clone().try_reserve_owned().map_err(|_| Backlogged)?;
+        Ok(JournalPermit(permit, self.stats.clone()))
+    }
+
+    /// Queues an entry that must not be refused (a hold expiring, a sale ending), waiting
+    /// for room if the backlog is full.
+    pub async fn send(&self, entry: JournalEntry) {
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        // The receiver lives until every sender is gone, so this cannot fail while `self`
+        // exists.
+        let _ = self.tx.send(entry).await;
+    }
+
+    /// Waits until everything handed to the journal before this call has been committed
+    /// (or permanently rejected and logged).
+    pub async fn flushed(&self) {
+        let target = self.stats.sent.load(Ordering::Acquire);
+        loop {
+            let done = self.stats.done.notified();
+            if self.stats.entries.load(Ordering::Acquire) + self.stats.rejected.load(Ordering::Acquire) >= target {
+                return;
+            }
+            done.await;
+        }
+    }
+
+    /// Change sets waiting for the store.
+    pub fn backlog(&self) -> usize {
+        self.capacity - self.tx.capacity()
+    }
+
+    /// The flusher's counters.
+    pub fn stats(&self) -> &Arc<JournalStats> {
+        &self.stats
+    }
+}
+
+struct Flusher {
+    store: Arc<dyn Store>,
+    config: JournalConfig,
+    on_commit: OnCommit,
+    stats: Arc<JournalStats>,
+}
+
+impl Flusher {
+    async fn run(self, mut rx: mpsc::Receiver<JournalEntry>) {
+        let mut batch = Vec::with_capacity(self.config.max_batch);
+        while rx.recv_many(&mut batch, self.config.max_batch).await > 0 {
+            let (committed, rejected) = self.commit(&batch).await;
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.stats.entries.fetch_add((batch.len() - rejected) as u64, Ordering::Release);
+            (self.on_commit)(&committed);
+            self.stats.done.notify_waiters();
+            batch.clear();
+        }
+        tracing::debug!("journal closed and drained");
+    }
+
+    /// Commits a batch, retrying while the store is unavailable. Returns the highest seq
+    /// per event that is now durable, and how many entries were rejected.
+    async fn commit(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, usize) {
+        let mut backoff = self.config.backoff;
+        loop {
+            match self.store.append(batch).await {
+                Ok(()) => return (highest_seqs(batch), 0),
+                Err(StoreError::Unavailable(e)) => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(error = %e, entries = batch.len(), retry_in = ?backoff, "journal append failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.config.max_backoff);
+                }
+                Err(e) => {
+                    // A permanent refusal of the batch: isolate the entries at fault so one
+                    // bad entry cannot hold every event's durability hostage.
+                    tracing::error!(error = %e, entries = batch.len(), "journal batch refused; retrying entries one by one");
+                    return Box::pin(self.commit_each(batch)).await;
+                }
+            }
+        }
+    }
+
+    async fn commit_each(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, usize) {
+        let mut committed = Vec::new();
+        let mut rejected = 0;
+        for entry in batch {
+            let one = std::slice::from_ref(entry);
+            let mut backoff = self.config.backoff;
+            loop {
+                match self.store.append(one).await {
+                    Ok(()) => {
+                        committed.extend(highest_seqs(one));
+                        break;
+                    }
+                    Err(StoreError::Unavailable(e)) => {
+                        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, retry_in = ?backoff, "journal append failed");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(self.config.max_backoff);
+                    }
+                    Err(e) => {
+                        rejected += 1;
+                        self.stats.rejected.fetch_add(1, Ordering::Release);
+                        tracing::error!(error = %e, event_id = %entry.event, seq = entry.changes.seq, "journal entry rejected");
+                        break;
+                    }
+                }
+            }
+        }
+        (committed, rejected)
+    }
+}
+
+fn highest_seqs(batch: &[JournalEntry]) -> Vec<(EventId, u64)> {
+    let mut highest: HashMap<EventId, u64> = HashMap::new();
+    for e in batch {
+        let seq = highest.entry(e.event).or_default();
+        *seq = (*seq).max(e.changes.seq);
+    }
+    highest.into_iter().collect()
+}

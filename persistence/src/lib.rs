@@ -1,0 +1,19 @@
+//! Tiketi's persistence: the [`Store`] interface the actors and the facade use, the
+//! embedded in-memory store for zero-setup runs, and the write-behind [`journal`] that
+//! group-commits the engine's change sets behind the event actors.
+//!
+//! Depends on the engine for its domain types; must never depend on the actors or the
+//! HTTP facade.
+#![forbid(unsafe_code)]
+
+pub mod journal;
+mod memory;
+mod records;
+mod store;
+
+pub use memory::MemoryStore;
+pub use records::{
+    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    RefreshTokenRecord, Role, StoredOutcome, UserRecord,
+};
+pub use store::{Store, StoreError};

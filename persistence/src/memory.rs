@@ -1,0 +1,248 @@
+//! The embedded in-memory store: Tiketi's zero-setup default. It keeps exactly what the
+//! PostgreSQL store keeps, for as long as the process lives.
+
+use crate::records::{
+    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    RefreshTokenRecord, UserRecord,
+};
+use crate::store::{Store, StoreError};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use tiketi_engine::{Change, EventId, Reservation, ReservationId, SeatIndex, SeatStatus, UserId};
+
+/// An in-process store behind one mutex. Every operation is a few map lookups, so the
+/// lock is held for microseconds; the write-behind journal is its only hot writer.
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    users: HashMap<UserId, UserRecord>,
+    user_by_email: HashMap<String, UserId>,
+    refresh_tokens: HashMap<String, RefreshTokenRecord>,
+    layouts: Vec<LayoutRecord>,
+    events: HashMap<EventId, EventState>,
+    reservations: HashMap<ReservationId, Reservation>,
+    reservations_by_user: HashMap<UserId, Vec<ReservationId>>,
+    idempotency: HashMap<(UserId, String), IdempotencyRecord>,
+}
+
+struct EventState {
+    record: EventRecord,
+    blocked: BTreeSet<SeatIndex>,
+    live: HashSet<ReservationId>,
+    seq: u64,
+    serial: u32,
+    ever_reserved: bool,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves plain maps behind, still consistent per
+        // operation; keep serving rather than poisoning every later request.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
+        let Inner { events, reservations, reservations_by_user, idempotency, .. } = self;
+        let state = events.get_mut(&entry.event).ok_or(StoreError::NotFound)?;
+        if let Some(record) = &entry.event_record {
+            state.record = (**record).clone();
+        }
+        let at = entry.changes.at;
+        for change in &entry.changes.changes {
+            match change {
+                Change::Seat { seat, status: SeatStatus::Blocked } => {
+                    state.blocked.insert(*seat);
+                }
+                Change::Seat { seat, .. } => {
+                    state.blocked.remove(seat);
+                }
+                Change::General { .. } => {}
+                Change::ReservationCreated(r) => {
+                    state.live.insert(r.id);
+                    state.serial = state.serial.max(r.number.serial);
+                    state.ever_reserved = true;
+                    reservations_by_user.entry(r.user).or_default().push(r.id);
+                    reservations.insert(r.id, (**r).clone());
+                }
+                Change::ReservationStatus { id, status } => {
+                    if let Some(r) = reservations.get_mut(id) {
+                        r.status = *status;
+                        r.updated_at = at;
+                    }
+                    if !status.is_live() {
+                        state.live.remove(id);
+                    }
+                }
+                Change::EventStatus(status) => state.record.status = *status,
+            }
+        }
+        state.seq = state.seq.max(entry.changes.seq);
+        for record in &entry.idempotency {
+            idempotency.insert((record.user, record.key.clone()), record.clone());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        let mut inner = self.lock();
+        if inner.user_by_email.contains_key(&user.email) {
+            return Err(StoreError::Conflict("email already registered".into()));
+        }
+        let record = UserRecord {
+            id: UserId(uuid::Uuid::new_v4()),
+            email: user.email,
+            password_hash: user.password_hash,
+            name: user.name,
+            role: user.role,
+            created_at: user.created_at,
+        };
+        inner.user_by_email.insert(record.email.clone(), record.id);
+        inner.users.insert(record.id, record.clone());
+        Ok(record)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.user_by_email.get(&email.to_lowercase()).and_then(|id| inner.users.get(id)).cloned())
+    }
+
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError> {
+        self.lock().refresh_tokens.insert(token.hash.clone(), token);
+        Ok(())
+    }
+
+    async fn take_refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        Ok(self.lock().refresh_tokens.remove(hash))
+    }
+
+    async fn create_layout(&self, layout: LayoutRecord) -> Result<(), StoreError> {
+        self.lock().layouts.push(layout);
+        Ok(())
+    }
+
+    async fn layouts(&self) -> Result<Vec<LayoutRecord>, StoreError> {
+        Ok(self.lock().layouts.clone())
+    }
+
+    async fn layout(&self, id: uuid::Uuid) -> Result<Option<LayoutRecord>, StoreError> {
+        Ok(self.lock().layouts.iter().find(|l| l.id == id).cloned())
+    }
+
+    async fn create_event(&self, event: EventRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.events.contains_key(&event.id) {
+            return Err(StoreError::Conflict("event exists".into()));
+        }
+        inner.events.insert(
+            event.id,
+            EventState {
+                record: event,
+                blocked: BTreeSet::new(),
+                live: HashSet::new(),
+                seq: 0,
+                serial: 0,
+                ever_reserved: false,
+            },
+        );
+        Ok(())
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        Ok(self.lock().events.get(&id).map(|s| s.record.clone()))
+    }
+
+    async fn list_events(&self, filter: &EventFilter) -> Result<Page<EventRecord>, StoreError> {
+        let inner = self.lock();
+        let query = filter.query.as_deref().map(str::to_lowercase);
+        let mut matching: Vec<&EventRecord> = inner
+            .events
+            .values()
+            .map(|s| &s.record)
+            .filter(|e| filter.status.is_none_or(|s| e.status_at(filter.now) == s))
+            .filter(|e| {
+                query.as_deref().is_none_or(|q| {
+                    [&e.title, &e.artist, &e.venue].iter().any(|field| field.to_lowercase().contains(q))
+                })
+            })
+            .collect();
+        matching.sort_by_key(|e| (e.event_date, e.id));
+        let total = matching.len() as u64;
+        let skip = (filter.page.saturating_sub(1) as usize).saturating_mul(filter.limit as usize);
+        let items = matching.into_iter().skip(skip).take(filter.limit as usize).cloned().collect();
+        Ok(Page { items, total })
+    }
+
+    async fn delete_event(&self, id: EventId) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        match inner.events.get(&id) {
+            None => Err(StoreError::NotFound),
+            Some(s) if s.ever_reserved => Err(StoreError::Conflict("event has reservations".into())),
+            Some(_) => {
+                inner.events.remove(&id);
+                Ok(())
+            }
+        }
+    }
+
+    async fn load_event(&self, id: EventId) -> Result<Option<EventSnapshot>, StoreError> {
+        let inner = self.lock();
+        let Some(state) = inner.events.get(&id) else { return Ok(None) };
+        Ok(Some(EventSnapshot {
+            event: state.record.clone(),
+            blocked: state.blocked.iter().copied().collect(),
+            live: state.live.iter().filter_map(|r| inner.reservations.get(r)).cloned().collect(),
+            seq: state.seq,
+            serial: state.serial,
+            idempotency: inner.idempotency.values().filter(|r| r.event == id).cloned().collect(),
+        }))
+    }
+
+    async fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        // All or nothing: refuse the whole batch before touching anything.
+        if let Some(missing) = entries.iter().find(|e| !inner.events.contains_key(&e.event)) {
+            return Err(StoreError::Conflict(format!("event {} does not exist", missing.event)));
+        }
+        for entry in entries {
+            inner.apply(entry)?;
+        }
+        Ok(())
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
+        Ok(self.lock().reservations.get(&id).cloned())
+    }
+
+    async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError> {
+        let inner = self.lock();
+        let ids = inner.reservations_by_user.get(&user).map(Vec::as_slice).unwrap_or_default();
+        Ok(ids.iter().rev().filter_map(|id| inner.reservations.get(id)).cloned().collect())
+    }
+
+    async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        Ok(self.lock().idempotency.get(&(user, key.to_owned())).cloned())
+    }
+}

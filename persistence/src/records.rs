@@ -1,0 +1,220 @@
+//! The records the store keeps, as plain data.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tiketi_engine::{
+    ChangeSet, EngineError, EventId, EventStatus, LayoutSpec, Reservation, SeatIndex, TicketTypeSpec, Timestamp, UserId,
+};
+
+/// A user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A buyer.
+    User,
+    /// An operator with every admin route.
+    Admin,
+}
+
+impl Role {
+    /// The API spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// A user to register; the password is already hashed.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Normalised (trimmed, lower-case) e-mail.
+    pub email: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Registration time.
+    pub created_at: Timestamp,
+}
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Id.
+    pub id: UserId,
+    /// Normalised e-mail.
+    pub email: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Registration time.
+    pub created_at: Timestamp,
+}
+
+/// A refresh token, kept only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    /// Hex SHA-256 of the token.
+    pub hash: String,
+    /// Whose it is.
+    pub user: UserId,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+}
+
+/// A reusable seat layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutRecord {
+    /// Id.
+    pub id: uuid::Uuid,
+    /// Name, e.g. `Olympic Hall`.
+    pub name: String,
+    /// The layout.
+    pub spec: LayoutSpec,
+    /// Number of seats.
+    pub seat_count: u32,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// An event as stored: its description, its rules, and its own copy of the seat layout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Id.
+    pub id: EventId,
+    /// Title.
+    pub title: String,
+    /// Description.
+    pub description: String,
+    /// Venue.
+    pub venue: String,
+    /// Performing artist.
+    pub artist: String,
+    /// When the event takes place.
+    pub event_date: Timestamp,
+    /// Sale start.
+    pub sale_start: Timestamp,
+    /// Sale end.
+    pub sale_end: Timestamp,
+    /// The seated layout, if any (copied from a template at creation).
+    pub layout: Option<LayoutSpec>,
+    /// The template it was copied from.
+    pub layout_id: Option<uuid::Uuid>,
+    /// General-admission ticket types.
+    pub ticket_types: Vec<TicketTypeSpec>,
+    /// Seats + tickets one buyer may hold and own; 0 is no limit.
+    pub per_user_limit: u32,
+    /// Hold time-to-live.
+    pub hold_ttl: Duration,
+    /// Largest reservation.
+    pub max_per_reservation: u32,
+    /// Last status the event's actor persisted (time-driven moves are derived on read).
+    pub status: EventStatus,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+}
+
+impl EventRecord {
+    /// The status to show for an event whose actor may not be running: the persisted
+    /// status, moved along by the clock.
+    pub fn status_at(&self, now: Timestamp) -> EventStatus {
+        match self.status {
+            EventStatus::Cancelled => EventStatus::Cancelled,
+            _ if now >= self.sale_end => EventStatus::Ended,
+            _ if now < self.sale_start => EventStatus::Upcoming,
+            EventStatus::SoldOut => EventStatus::SoldOut,
+            _ => EventStatus::OnSale,
+        }
+    }
+}
+
+/// What `GET /events` filters on.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events in this status (as of `now`).
+    pub status: Option<EventStatus>,
+    /// Case-insensitive substring of title, artist or venue.
+    pub query: Option<String>,
+    /// 1-based page.
+    pub page: u32,
+    /// Page size.
+    pub limit: u32,
+    /// The instant statuses are evaluated at.
+    pub now: Timestamp,
+}
+
+/// One page of results.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Items matching in all.
+    pub total: u64,
+}
+
+/// What an event actor is rebuilt from.
+#[derive(Debug, Clone)]
+pub struct EventSnapshot {
+    /// The event.
+    pub event: EventRecord,
+    /// Seats blocked by an admin.
+    pub blocked: Vec<SeatIndex>,
+    /// Held and confirmed reservations.
+    pub live: Vec<Reservation>,
+    /// Sequence number of the last persisted change set.
+    pub seq: u64,
+    /// Highest reservation serial.
+    pub serial: u32,
+    /// Idempotency records still within retention.
+    pub idempotency: Vec<IdempotencyRecord>,
+}
+
+/// What an idempotent command answered the first time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredOutcome {
+    /// The reservation as the command left it.
+    Reservation(Box<Reservation>),
+    /// The engine's refusal.
+    Refused(EngineError),
+}
+
+/// An `Idempotency-Key` with the request it was first used for and what it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// Keys are scoped per user.
+    pub user: UserId,
+    /// The key.
+    pub key: String,
+    /// Hex SHA-256 of method, path and body: a reuse with another request is refused.
+    pub fingerprint: String,
+    /// The event whose actor decided it.
+    pub event: EventId,
+    /// Sequence number of the change set it rode with (0 for a refusal).
+    pub seq: u64,
+    /// The answer.
+    pub outcome: StoredOutcome,
+    /// First use.
+    pub created_at: Timestamp,
+}
+
+/// One unit of the write-behind journal: an event's change set and what rides with it.
+#[derive(Debug, Clone)]
+pub struct JournalEntry {
+    /// The event.
+    pub event: EventId,
+    /// The engine's changes (may be empty when only records ride).
+    pub changes: ChangeSet,
+    /// Idempotency records decided with these changes.
+    pub idempotency: Vec<IdempotencyRecord>,
+    /// A new version of the event record (admin edits, cancellation).
+    pub event_record: Option<Box<EventRecord>>,
+}

@@ -1,0 +1,71 @@
+//! The store interface: everything Tiketi keeps, behind one async trait so the embedded
+//! store and PostgreSQL are interchangeable.
+
+use crate::records::{
+    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    RefreshTokenRecord, UserRecord,
+};
+use async_trait::async_trait;
+use tiketi_engine::{EventId, Reservation, ReservationId, UserId};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule refused the write (e.g. an e-mail already registered).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The thing to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The store cannot be reached or failed; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Everything Tiketi keeps. Event state is written only through [`Store::append`], by the
+/// write-behind journal; everything else is written directly by the facade.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether the store answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Registers a user; `Conflict` if the e-mail is taken.
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError>;
+    /// A user by e-mail (compared case-insensitively).
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// A user by id.
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Stores a refresh token (by hash).
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError>;
+    /// Removes and returns a refresh token: each one can be used once.
+    async fn take_refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError>;
+
+    /// Saves a layout template.
+    async fn create_layout(&self, layout: LayoutRecord) -> Result<(), StoreError>;
+    /// All layout templates, oldest first.
+    async fn layouts(&self) -> Result<Vec<LayoutRecord>, StoreError>;
+    /// One layout template.
+    async fn layout(&self, id: uuid::Uuid) -> Result<Option<LayoutRecord>, StoreError>;
+
+    /// Creates an event (its seats all available).
+    async fn create_event(&self, event: EventRecord) -> Result<(), StoreError>;
+    /// One event's record.
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError>;
+    /// Events matching a filter, newest event date last.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Page<EventRecord>, StoreError>;
+    /// Deletes an event that never had a reservation; `Conflict` otherwise.
+    async fn delete_event(&self, id: EventId) -> Result<(), StoreError>;
+
+    /// Everything an event actor needs to rebuild its state.
+    async fn load_event(&self, id: EventId) -> Result<Option<EventSnapshot>, StoreError>;
+    /// Applies journal entries atomically, in order: all of them or none.
+    async fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError>;
+
+    /// One reservation, whatever its status.
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError>;
+    /// A user's reservations, newest first.
+    async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
+    /// A stored idempotency record.
+    async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
