@@ -129,6 +129,12 @@ impl Directory {
     }
 
     async fn activate(&self, event: EventId) -> Result<EventHandle, ActorError> {
+        // A previous actor of this event (evicted, killed, failed) may have handed the
+        // journal changes the store does not have yet. Loading before they commit would
+        // rebuild stale state: its acknowledged holds would vanish, its seqs would be
+        // reused, and its late commit would put a second live reservation on seats the
+        // new actor sold again. So wait until everything queued so far is in the store.
+        self.inner.journal.flushed().await;
         let snapshot = match self.inner.store.load_event(event).await {
             Ok(Some(s)) => s,
             Ok(None) => return Err(ActorError::EventNotFound),

@@ -486,8 +486,10 @@ impl EventState {
             return;
         }
         self.timer_at = Some(next);
-        // One millisecond late rather than early: a deadline is inclusive.
-        let delay = self.clock.until(next) + std::time::Duration::from_millis(1);
+        // Exactly on time: the clock reads tokio's clock, whose sleeps never end early, so
+        // the tick sees `now >= next` (deadlines are inclusive). A tick that found nothing
+        // due would only re-arm for the same deadline.
+        let delay = self.clock.until(next);
         myself.send_after(delay, || EventMsg::Tick);
     }
 }

@@ -168,8 +168,18 @@ impl EventHandle {
         )
     }
 
-    pub(crate) fn actor_id(&self) -> ractor::ActorId {
+    /// The id of the actor behind this handle: two handles with the same id talk to the
+    /// same actor, and a re-activated event gets a new one.
+    pub fn actor_id(&self) -> ractor::ActorId {
         self.actor.get_id()
+    }
+
+    /// Kills the actor at once, as a crash would: the message it is handling is its last,
+    /// queued ones are dropped and nothing is drained. The supervisor forgets it and the
+    /// next request re-activates the event from the store. For fault drills and tests;
+    /// a normal stop is [`Directory::evict`](crate::Directory::evict).
+    pub fn kill(&self) {
+        self.actor.kill();
     }
 
     /// Holds seats; answers as soon as the actor decided.

@@ -28,6 +28,9 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Apply pending database migrations (store.database_url) and exit. `serve` applies
+    /// them too; this lets a deploy run them first.
+    Migrate,
     /// Print the effective configuration (secrets masked) and exit; fails like `serve`
     /// would on a bad key or value.
     Config,

@@ -25,6 +25,17 @@ async fn main() -> anyhow::Result<()> {
             println!("{settings:#?}");
             Ok(())
         }
+        Command::Migrate => {
+            tiketi_api::telemetry::init(&settings.log);
+            settings.store.kind = tiketi_api::settings::StoreKind::Postgres;
+            if let Err(e) = settings.validate() {
+                eprintln!("configuration error: {e}");
+                std::process::exit(2);
+            }
+            tiketi_api::startup::connect_and_migrate(&settings).await?;
+            println!("migrations are up to date");
+            Ok(())
+        }
         Command::Serve { port, host } => {
             if let Some(port) = port {
                 settings.server.port = port;

@@ -97,6 +97,10 @@ pub struct AuthSettings {
 pub struct StoreSettings {
     /// Which store.
     pub kind: StoreKind,
+    /// PostgreSQL URL (for `postgres`).
+    pub database_url: String,
+    /// Pool size (for `postgres`).
+    pub pool_size: usize,
 }
 
 /// The store implementations.
@@ -105,6 +109,8 @@ pub struct StoreSettings {
 pub enum StoreKind {
     /// The embedded in-memory store.
     Memory,
+    /// PostgreSQL.
+    Postgres,
 }
 
 /// `[events]`
@@ -179,6 +185,12 @@ impl Settings {
         let secret = self.auth.jwt_secret.len();
         if secret != 0 && secret < 32 {
             return Err(format!("auth.jwt_secret: must be at least 32 bytes (got {secret})"));
+        }
+        if self.store.kind == StoreKind::Postgres && self.store.database_url.is_empty() {
+            return Err("store.database_url: required when store.kind = \"postgres\"".into());
+        }
+        if self.store.pool_size == 0 {
+            return Err("store.pool_size: must be at least 1".into());
         }
         if self.events.max_in_flight == 0 {
             return Err("events.max_in_flight: must be at least 1".into());

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiketi_actors::{Clock, Runtime};
 use tiketi_persistence::journal::JournalConfig;
-use tiketi_persistence::{MemoryStore, Role, Store};
+use tiketi_persistence::{MemoryStore, PgStore, Role, Store};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -40,6 +40,7 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let store: Arc<dyn Store> = match settings.store.kind {
             StoreKind::Memory => Arc::new(MemoryStore::new()),
+            StoreKind::Postgres => Arc::new(connect_and_migrate(&settings).await?),
         };
         Self::build_with(settings, store, Clock::system()).await
     }
@@ -145,6 +146,17 @@ fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Connects to PostgreSQL and applies pending migrations (also `tiketi migrate`).
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<PgStore> {
+    let store = PgStore::connect(&settings.store.database_url, settings.store.pool_size)
+        .map_err(|e| anyhow::anyhow!("store.database_url: {e}"))?;
+    let applied = store.migrate().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for migration in &applied {
+        tracing::info!(%migration, "migration applied");
+    }
+    Ok(store)
 }
 
 /// Creates the configured admin account if it does not exist; a generated password is

@@ -341,7 +341,7 @@ impl EventEngine {
                 if !unavailable.is_empty() {
                     return Err(EngineError::SeatsUnavailable(unavailable));
                 }
-                let amount = seats.iter().map(|&s| self.seats.price(s)).sum();
+                let amount = seats.iter().fold(0i64, |sum, &s| sum.saturating_add(self.seats.price(s)));
                 (ReservationItems::Seats(seats), amount)
             }
             Selection::BestAvailable { quantity, section, adjacent } => {
@@ -349,7 +349,7 @@ impl EventEngine {
                     .seats
                     .find_best(quantity, section, adjacent)
                     .ok_or(EngineError::NoSeatsTogether { quantity })?;
-                let amount = seats.iter().map(|&s| self.seats.price(s)).sum();
+                let amount = seats.iter().fold(0i64, |sum, &s| sum.saturating_add(self.seats.price(s)));
                 (ReservationItems::Seats(seats), amount)
             }
             Selection::General { ticket_type, quantity } => {
@@ -361,7 +361,7 @@ impl EventEngine {
                 if tt.available() < quantity {
                     return Err(EngineError::InsufficientInventory { available: tt.available() });
                 }
-                (ReservationItems::General { ticket_type, quantity }, tt.spec.price * i64::from(quantity))
+                (ReservationItems::General { ticket_type, quantity }, tt.spec.price.saturating_mul(i64::from(quantity)))
             }
         };
 

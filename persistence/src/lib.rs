@@ -8,10 +8,12 @@
 
 pub mod journal;
 mod memory;
+mod postgres;
 mod records;
 mod store;
 
 pub use memory::MemoryStore;
+pub use postgres::PgStore;
 pub use records::{
     EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
     RefreshTokenRecord, Role, StoredOutcome, UserRecord,

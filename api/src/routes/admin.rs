@@ -73,8 +73,23 @@ pub struct LayoutBody {
     pub sections: Vec<SectionRequest>,
 }
 
+/// Highest price of a seat or ticket, in minor units: with at most 50 seats or tickets per
+/// reservation, no reservation total can overflow the engine's `i64`.
+const MAX_PRICE: i64 = 1_000_000_000_000;
+
+fn price(field: String, price: i64) -> Result<(), ApiError> {
+    if (0..=MAX_PRICE).contains(&price) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(field, format!("must be 0-{MAX_PRICE}")))
+    }
+}
+
 impl LayoutBody {
     fn into_spec(self, field: &str) -> Result<(LayoutSpec, u32), ApiError> {
+        for (i, t) in self.tiers.iter().enumerate() {
+            price(format!("{field}tiers[{i}].price"), t.price)?;
+        }
         let spec = LayoutSpec {
             tiers: self.tiers.into_iter().map(|t| PriceTier { name: t.name, price: t.price }).collect(),
             sections: self
@@ -92,6 +107,10 @@ impl LayoutBody {
                 .collect(),
         };
         let seats = spec.validate().map_err(|e| ApiError::invalid(format!("{field}{}", e.field), e.message))?;
+        // A seated layout without seats would make an event with nothing to sell.
+        if seats == 0 {
+            return Err(ApiError::invalid(format!("{field}sections"), "must not be empty"));
+        }
         Ok((spec, seats))
     }
 }
@@ -267,9 +286,7 @@ async fn event_record(state: &AppState, req: CreateEventRequest) -> Result<Event
     let mut ticket_types = Vec::with_capacity(req.ticket_types.len());
     for (i, t) in req.ticket_types.into_iter().enumerate() {
         let name = text(&format!("ticketTypes[{i}].name"), &t.name, 100, true)?;
-        if t.price < 0 {
-            return Err(ApiError::invalid(format!("ticketTypes[{i}].price"), "must not be negative"));
-        }
+        price(format!("ticketTypes[{i}].price"), t.price)?;
         if !(1..=1_000_000).contains(&t.capacity) {
             return Err(ApiError::invalid(format!("ticketTypes[{i}].capacity"), "must be 1-1000000"));
         }
@@ -341,7 +358,10 @@ async fn delete_event(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
     let id = EventId(id);
+    // Stop the actor, then let everything it decided reach the store, so the store's "has
+    // reservations" check sees holds made a moment ago.
     state.directory().evict(id).await;
+    state.directory().journal().flushed().await;
     state.store().delete_event(id).await.map_err(|e| match e {
         tiketi_persistence::StoreError::NotFound => ApiError::NotFound { what: "event" },
         tiketi_persistence::StoreError::Conflict(_) => ApiError::Conflict {

@@ -132,6 +132,21 @@ async fn idempotency(
     Ok(Some(IdempotencyKey { key, fingerprint }))
 }
 
+/// A reservation from the store. The store trails the event actors by one group commit, so
+/// a miss may be a reservation created a moment ago: wait for what the journal holds now to
+/// commit, then look once more (read-your-writes after a create).
+async fn stored_reservation(
+    state: &AppState,
+    id: ReservationId,
+) -> Result<Option<tiketi_engine::Reservation>, ApiError> {
+    if let Some(r) = state.store().reservation(id).await? {
+        return Ok(Some(r));
+    }
+    // Bounded: with the database down, answer "not found" rather than hang.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), state.directory().journal().flushed()).await;
+    Ok(state.store().reservation(id).await?)
+}
+
 /// Hold seats: specific ones, a GA quantity, or the best available. All or nothing.
 #[utoipa::path(post, path = "/events/{eventId}/reservations", tag = "reservations", security(("bearer" = [])),
     params(("eventId" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -149,10 +164,21 @@ async fn create_reservation(
 ) -> Result<(StatusCode, Json<ReservationDto>), ApiError> {
     let print = fingerprint("POST", &format!("/events/{event}/reservations"), &req);
     let selection = SelectionInput::try_from(req)?;
+    // The engine says "quantity"; name the field this request used for it.
+    let quantity_field = match &selection {
+        SelectionInput::Seats(_) => "seatIds",
+        SelectionInput::General { .. } => "quantity",
+        SelectionInput::BestAvailable { .. } => "bestAvailable.quantity",
+    };
     let idempotency = idempotency(&state, user.id, key, print).await?;
     let handle = state.event(EventId(event)).await?;
     let cmd = HoldCmd { id: ReservationId(Uuid::new_v4()), user: user.id, selection, idempotency };
-    let reservation = handle.hold(cmd).await?;
+    let reservation = handle.hold(cmd).await.map_err(|e| match e {
+        tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::InvalidQuantity { max }) => {
+            ApiError::invalid(quantity_field, format!("must be between 1 and {max} per reservation"))
+        }
+        other => other.into(),
+    })?;
     Ok((StatusCode::CREATED, Json(ReservationDto::build(&state, &reservation).await?)))
 }
 
@@ -176,7 +202,7 @@ async fn get_reservation(
     user: AuthUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ReservationDto>, ApiError> {
-    let stored = state.store().reservation(ReservationId(id)).await?;
+    let stored = stored_reservation(&state, ReservationId(id)).await?;
     let mut reservation =
         stored.filter(|r| user.is_admin() || r.user == user.id).ok_or(ApiError::NotFound { what: "reservation" })?;
     // The store trails the actor by one group commit; a live actor knows the latest status.
@@ -202,7 +228,7 @@ async fn cancel_reservation(
     ApiPath(id): ApiPath<Uuid>,
     IdempotencyHeader(key): IdempotencyHeader,
 ) -> Result<Json<ReservationDto>, ApiError> {
-    let stored = state.store().reservation(ReservationId(id)).await?;
+    let stored = stored_reservation(&state, ReservationId(id)).await?;
     let stored =
         stored.filter(|r| user.is_admin() || r.user == user.id).ok_or(ApiError::NotFound { what: "reservation" })?;
     let print = fingerprint("POST", &format!("/reservations/{id}/cancel"), &());

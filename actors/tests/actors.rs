@@ -1,0 +1,508 @@
+//! Event actors, the directory, the supervisor and the write-behind journal, driven through
+//! the public API against the in-memory store, on tokio's paused clock.
+
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tiketi_actors::{ActorConfig, ActorError, Caller, CancelCmd, Clock, EventHandle, HoldCmd, Runtime, SelectionInput};
+use tiketi_engine::{
+    EngineError, EventId, EventStatus, LayoutSpec, Reservation, ReservationId, ReservationStatus, SeatStatus,
+    Timestamp, UserId,
+};
+use tiketi_persistence::journal::JournalConfig;
+use tiketi_persistence::{
+    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, MemoryStore, NewUser, Page,
+    RefreshTokenRecord, Store, StoreError, UserRecord,
+};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::advance;
+use uuid::Uuid;
+
+/// 2026-01-05T08:00:00Z: the wall-clock reading of every test's clock at its start.
+const T0: Timestamp = Timestamp::from_millis(1_767_600_000_000);
+const SECOND: i64 = 1_000;
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// `seconds` after the test started (negative: before).
+const fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_millis(T0.millis() + seconds * SECOND)
+}
+
+/// The in-memory store with a gate on `append` (open unless a test closes it) and a count
+/// of `load_event` calls.
+struct GatedStore {
+    inner: MemoryStore,
+    open: watch::Sender<bool>,
+    loads: AtomicUsize,
+}
+
+impl GatedStore {
+    fn new() -> Arc<Self> {
+        Arc::new(Self { inner: MemoryStore::new(), open: watch::Sender::new(true), loads: AtomicUsize::new(0) })
+    }
+
+    /// Holds back every append from now on (one already inside the store completes).
+    fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets appends through again.
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for GatedStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord, StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user_by_email(email).await
+    }
+    async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.user(id).await
+    }
+    async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError> {
+        self.inner.put_refresh_token(token).await
+    }
+    async fn take_refresh_token(&self, hash: &str) -> Result<Option<RefreshTokenRecord>, StoreError> {
+        self.inner.take_refresh_token(hash).await
+    }
+    async fn create_layout(&self, layout: LayoutRecord) -> Result<(), StoreError> {
+        self.inner.create_layout(layout).await
+    }
+    async fn layouts(&self) -> Result<Vec<LayoutRecord>, StoreError> {
+        self.inner.layouts().await
+    }
+    async fn layout(&self, id: Uuid) -> Result<Option<LayoutRecord>, StoreError> {
+        self.inner.layout(id).await
+    }
+    async fn create_event(&self, event: EventRecord) -> Result<(), StoreError> {
+        self.inner.create_event(event).await
+    }
+    async fn event(&self, id: EventId) -> Result<Option<EventRecord>, StoreError> {
+        self.inner.event(id).await
+    }
+    async fn list_events(&self, filter: &EventFilter) -> Result<Page<EventRecord>, StoreError> {
+        self.inner.list_events(filter).await
+    }
+    async fn delete_event(&self, id: EventId) -> Result<(), StoreError> {
+        self.inner.delete_event(id).await
+    }
+    async fn load_event(&self, id: EventId) -> Result<Option<EventSnapshot>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load_event(id).await
+    }
+    async fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {
+        let mut open = self.open.subscribe();
+        open.wait_for(|open| *open).await.expect("the sender lives in the store");
+        self.inner.append(entries).await
+    }
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError> {
+        self.inner.reservation(id).await
+    }
+    async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError> {
+        self.inner.reservations_of(user).await
+    }
+    async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        self.inner.idempotency(user, key).await
+    }
+}
+
+/// An event of one section `S1` with rows `A`-`D` of 10 seats, selling from `sale_start`
+/// to `sale_end`, holds lasting `hold_ttl`, stored with its status as of [`T0`].
+fn event_record(sale_start: Timestamp, sale_end: Timestamp, hold_ttl: Duration) -> EventRecord {
+    let mut record = EventRecord {
+        id: EventId(Uuid::from_u128(1)),
+        title: "Night Concert".into(),
+        description: String::new(),
+        venue: "Olympic Hall".into(),
+        artist: "The Band".into(),
+        event_date: sale_end.plus(HOUR),
+        sale_start,
+        sale_end,
+        layout: Some(LayoutSpec::grid(1, 4, 10, 100)),
+        layout_id: None,
+        ticket_types: Vec::new(),
+        per_user_limit: 0,
+        hold_ttl,
+        max_per_reservation: 10,
+        status: EventStatus::Upcoming,
+        created_at: T0,
+        updated_at: T0,
+    };
+    record.status = record.status_at(T0);
+    record
+}
+
+/// An event on sale from a minute ago for an hour, with 10-minute holds.
+fn on_sale() -> EventRecord {
+    event_record(at(-60), at(3600), Duration::from_secs(600))
+}
+
+/// Creates `event` in `store` and starts a runtime on it whose clock reads [`T0`] now.
+async fn start(store: Arc<GatedStore>, event: EventRecord, journal: JournalConfig, config: ActorConfig) -> Runtime {
+    store.create_event(event).await.expect("event created");
+    Runtime::start(store, journal, config, Clock::starting_at(T0)).await.expect("runtime starts")
+}
+
+fn user(n: u128) -> UserId {
+    UserId(Uuid::from_u128(100 + n))
+}
+
+fn rid(n: u128) -> ReservationId {
+    ReservationId(Uuid::from_u128(1_000 + n))
+}
+
+/// Reservation `n` of buyer `n`, holding `seats`.
+fn hold(n: u128, seats: &[&str]) -> HoldCmd {
+    HoldCmd {
+        id: rid(n),
+        user: user(n),
+        selection: SelectionInput::Seats(seats.iter().map(|s| s.to_string()).collect()),
+        idempotency: None,
+    }
+}
+
+/// The id of the `i`-th seat of the layout (0-based): `S1-A-1`, ..., `S1-D-10`.
+fn seat(i: usize) -> String {
+    format!("S1-{}-{}", ["A", "B", "C", "D"][i / 10], i % 10 + 1)
+}
+
+async fn seat_status(handle: &EventHandle, id: &str) -> SeatStatus {
+    let seats = handle.seats().await.expect("seat map");
+    seats.seats.iter().find(|s| s.id == id).expect("seat exists").status
+}
+
+/// Lets every task that can make progress run (timers that are due, the actor's mailbox,
+/// the journal's flusher) without moving the paused clock.
+async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Polls the store until reservation `id` is there with `status`; panics if it never is.
+async fn stored_as(store: &GatedStore, id: ReservationId, status: ReservationStatus) -> Reservation {
+    for _ in 0..1_000 {
+        if let Some(r) = store.reservation(id).await.expect("store answers")
+            && r.status == status
+        {
+            return r;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("reservation {id} never reached the store as {status}: {:?}", store.reservation(id).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_expires_when_its_ttl_has_passed_and_not_before() {
+    let store = GatedStore::new();
+    let record = event_record(at(-60), at(3600), Duration::from_secs(60));
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+
+    let held = handle.hold(hold(1, &["S1-A-1"])).await.unwrap();
+    assert_eq!(held.expires_at, at(60));
+
+    advance(Duration::from_millis(59_900)).await;
+    settle().await;
+    assert_eq!(seat_status(&handle, "S1-A-1").await, SeatStatus::Held);
+    assert_eq!(handle.reservation(rid(1)).await.unwrap().map(|r| r.status), Some(ReservationStatus::Held));
+
+    advance(Duration::from_millis(100)).await;
+    settle().await;
+    assert_eq!(seat_status(&handle, "S1-A-1").await, SeatStatus::Available);
+    assert_eq!(handle.reservation(rid(1)).await.unwrap(), None);
+    assert_eq!(handle.view().await.unwrap().counts.held, 0);
+    let stored = stored_as(&store, rid(1), ReservationStatus::Expired).await;
+    assert_eq!(stored.updated_at, at(60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sale_opens_and_ends_on_time_by_the_actors_own_timer() {
+    let store = GatedStore::new();
+    let record = event_record(at(10), at(70), Duration::from_secs(600));
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+
+    assert_eq!(handle.view().await.unwrap().status, EventStatus::Upcoming);
+    assert_eq!(
+        handle.hold(hold(1, &["S1-A-1"])).await,
+        Err(ActorError::Engine(EngineError::NotOnSale(EventStatus::Upcoming)))
+    );
+
+    advance(Duration::from_secs(10)).await;
+    settle().await;
+    assert_eq!(handle.view().await.unwrap().status, EventStatus::OnSale);
+    let held = handle.hold(hold(2, &["S1-A-1"])).await.unwrap();
+    assert_eq!(held.status, ReservationStatus::Held);
+
+    advance(Duration::from_secs(60)).await;
+    settle().await;
+    assert_eq!(handle.view().await.unwrap().status, EventStatus::Ended);
+    assert_eq!(
+        handle.hold(hold(3, &["S1-A-2"])).await,
+        Err(ActorError::Engine(EngineError::NotOnSale(EventStatus::Ended)))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_for_a_sleeping_event_start_exactly_one_actor() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    assert!(runtime.directory().live(record.id).is_none());
+
+    let mut gets = JoinSet::new();
+    for _ in 0..1_000 {
+        let directory = runtime.directory().clone();
+        gets.spawn(async move { directory.get(record.id).await });
+    }
+    let mut actors = HashSet::new();
+    while let Some(got) = gets.join_next().await {
+        actors.insert(got.expect("task ran").expect("event activates").actor_id());
+    }
+
+    assert_eq!(actors.len(), 1);
+    assert_eq!(store.loads(), 1);
+    let live = runtime.directory().live_events();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].actor_id(), *actors.iter().next().unwrap());
+}
+
+/// Holds two reservations and waits until the store has them.
+async fn two_holds_committed(store: &GatedStore, handle: &EventHandle) {
+    handle.hold(hold(1, &["S1-A-1", "S1-A-2"])).await.unwrap();
+    handle.hold(hold(2, &["S1-B-5"])).await.unwrap();
+    stored_as(store, rid(1), ReservationStatus::Held).await;
+    stored_as(store, rid(2), ReservationStatus::Held).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_evicted_actor_is_reactivated_from_the_store_with_the_same_state() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let directory = runtime.directory();
+    let first = directory.get(record.id).await.unwrap();
+    two_holds_committed(&store, &first).await;
+    let seats_before = first.seats().await.unwrap();
+    let view_before = first.view().await.unwrap();
+
+    directory.evict(record.id).await;
+    assert!(directory.live(record.id).is_none());
+
+    let second = directory.get(record.id).await.unwrap();
+    assert_ne!(second.actor_id(), first.actor_id());
+    let seats_after = second.seats().await.unwrap();
+    assert_eq!(seats_after.seq, seats_before.seq);
+    assert_eq!(seats_after.seats, seats_before.seats);
+    let view_after = second.view().await.unwrap();
+    assert_eq!((view_after.seq, view_after.counts), (view_before.seq, view_before.counts));
+    assert_eq!(view_after.counts.held, 3);
+    assert_eq!(second.reservation(rid(1)).await.unwrap().map(|r| r.status), Some(ReservationStatus::Held));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_killed_actor_is_reactivated_from_the_store_on_the_next_request() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let directory = runtime.directory();
+    let first = directory.get(record.id).await.unwrap();
+    two_holds_committed(&store, &first).await;
+    let seats_before = first.seats().await.unwrap();
+
+    first.kill();
+    settle().await;
+    assert!(matches!(first.view().await, Err(ActorError::Unavailable(_))));
+    assert!(directory.live(record.id).is_none(), "the supervisor forgot the dead actor");
+
+    let second = directory.get(record.id).await.unwrap();
+    assert_ne!(second.actor_id(), first.actor_id());
+    let seats_after = second.seats().await.unwrap();
+    assert_eq!(seats_after.seq, seats_before.seq);
+    assert_eq!(seats_after.seats, seats_before.seats);
+    // The new actor keeps deciding from where the old one stopped.
+    assert_eq!(
+        second.hold(hold(3, &["S1-A-1"])).await,
+        Err(ActorError::Engine(EngineError::SeatsUnavailable(vec!["S1-A-1".into()])))
+    );
+    assert_eq!(second.hold(hold(4, &["S1-A-3"])).await.unwrap().number.serial, 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reactivation_waits_until_the_previous_actors_changes_are_in_the_store() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let directory = runtime.directory().clone();
+    let first = directory.get(record.id).await.unwrap();
+    store.close();
+    first.hold(hold(1, &["S1-A-1"])).await.unwrap();
+    directory.evict(record.id).await;
+
+    let get = tokio::spawn({
+        let directory = directory.clone();
+        async move { directory.get(record.id).await }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!get.is_finished(), "activated before the store had the old actor's hold");
+
+    store.open();
+    let second = get.await.unwrap().unwrap();
+    assert_eq!(seat_status(&second, "S1-A-1").await, SeatStatus::Held);
+    assert_eq!(
+        second.hold(hold(2, &["S1-A-1"])).await,
+        Err(ActorError::Engine(EngineError::SeatsUnavailable(vec!["S1-A-1".into()])))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_past_the_in_flight_limit_are_refused_as_busy() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let config = ActorConfig { max_in_flight: 4, busy_retry_after: Duration::from_secs(3), ..ActorConfig::default() };
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), config).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+
+    // Spawned without yielding: on this single-threaded runtime every call takes (or fails
+    // to take) its slot before the actor handles the first one.
+    let mut calls = JoinSet::new();
+    for _ in 0..100 {
+        let handle = handle.clone();
+        calls.spawn(async move { handle.view().await.map(|v| v.seq) });
+    }
+    let (mut answered, mut busy) = (0, 0);
+    while let Some(result) = calls.join_next().await {
+        match result.expect("task ran") {
+            Ok(_) => answered += 1,
+            Err(ActorError::Busy { retry_after }) => {
+                assert_eq!(retry_after, Duration::from_secs(3));
+                busy += 1;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    assert_eq!((answered, busy), (4, 96));
+    assert_eq!(handle.in_flight(), 0);
+    assert!(handle.view().await.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_answers_only_once_it_is_durable_while_the_actor_keeps_serving() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+    handle.hold(hold(1, &["S1-A-1"])).await.unwrap();
+    stored_as(&store, rid(1), ReservationStatus::Held).await;
+
+    store.close();
+    let cancel = tokio::spawn({
+        let handle = handle.clone();
+        let caller = Caller { user: user(1), admin: false };
+        async move { handle.cancel(CancelCmd { reservation: rid(1), caller, idempotency: None }).await }
+    });
+    settle().await;
+    assert!(!cancel.is_finished());
+
+    // The actor does not wait with the reply: it keeps deciding.
+    assert_eq!(seat_status(&handle, "S1-A-1").await, SeatStatus::Available);
+    let other = handle.hold(hold(2, &["S1-A-2"])).await.unwrap();
+    assert_eq!(other.status, ReservationStatus::Held);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!cancel.is_finished());
+    assert_eq!(store.reservation(rid(1)).await.unwrap().unwrap().status, ReservationStatus::Held);
+
+    store.open();
+    let cancelled = cancel.await.unwrap().unwrap();
+    assert_eq!(cancelled.status, ReservationStatus::Cancelled);
+    // No polling: the answer came after the commit.
+    assert_eq!(store.reservation(rid(1)).await.unwrap().unwrap().status, ReservationStatus::Cancelled);
+}
+
+#[tokio::test(start_paused = true)]
+async fn holds_are_refused_as_overloaded_while_the_write_backlog_is_full_and_reads_still_answer() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let journal = JournalConfig { capacity: 2, ..JournalConfig::default() };
+    let config = ActorConfig { overload_retry_after: Duration::from_secs(5), ..ActorConfig::default() };
+    let runtime = start(store.clone(), record.clone(), journal, config).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+    store.close();
+
+    let mut acknowledged = Vec::new();
+    let mut next = 0;
+    let refusal = loop {
+        match handle.hold(hold(next as u128, &[&seat(next)])).await {
+            Ok(r) => acknowledged.push(r.id),
+            Err(e) => break e,
+        }
+        next += 1;
+        assert!(next < 40, "never overloaded");
+    };
+    assert_eq!(refusal, ActorError::Overloaded { retry_after: Duration::from_secs(5) });
+    // One batch inside the store's append, plus a full channel of two.
+    assert_eq!(acknowledged.len(), 3);
+    let view = handle.view().await.unwrap();
+    assert_eq!(view.counts.held, 3);
+    assert_eq!(seat_status(&handle, &seat(next)).await, SeatStatus::Available);
+
+    store.open();
+    let mut retried = 0;
+    let after = loop {
+        match handle.hold(hold(next as u128, &[&seat(next)])).await {
+            Ok(r) => break r,
+            Err(ActorError::Overloaded { .. }) => {
+                retried += 1;
+                assert!(retried < 1_000, "the backlog never drained");
+                tokio::task::yield_now().await;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    };
+    acknowledged.push(after.id);
+    for id in acknowledged {
+        stored_as(&store, id, ReservationStatus::Held).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_returns_once_the_store_has_every_acknowledged_hold() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+    store.close();
+    let mut acknowledged = Vec::new();
+    for n in 0..5 {
+        acknowledged.push(handle.hold(hold(n as u128, &[&seat(n)])).await.unwrap().id);
+    }
+
+    let shutdown = tokio::spawn(runtime.shutdown());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!shutdown.is_finished());
+    assert_eq!(store.reservation(acknowledged[4]).await.unwrap(), None);
+
+    store.open();
+    shutdown.await.unwrap();
+    for id in acknowledged {
+        // No polling: shutdown returned after the commit.
+        let stored = store.reservation(id).await.unwrap().expect("hold is in the store");
+        assert_eq!(stored.status, ReservationStatus::Held);
+    }
+}

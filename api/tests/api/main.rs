@@ -1,0 +1,9 @@
+//! End-to-end tests: the real application on port 0, over HTTP.
+
+mod admin;
+mod auth;
+mod bad_input;
+mod concurrency;
+mod events;
+mod reservations;
+mod support;

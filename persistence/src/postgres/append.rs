@@ -1,0 +1,325 @@
+//! Applying a batch of journal entries in one transaction with a fixed number of
+//! multi-row statements.
+//!
+//! The batch is first folded into its final state (each reservation's last status, each
+//! seat's last status, each GA counter's last value), then written in an order the
+//! partial unique index accepts: reservations that ended release their seats before new
+//! ones claim them.
+
+use super::db_err;
+use super::rows::at;
+use crate::records::JournalEntry;
+use crate::store::StoreError;
+use std::collections::HashMap;
+use tiketi_engine::{
+    Change, EventId, Reservation, ReservationId, ReservationItems, ReservationStatus, SeatStatus, Timestamp,
+};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+#[derive(Default)]
+struct Folded<'a> {
+    /// Reservations created in this batch, in order, with their final status.
+    created: Vec<Reservation>,
+    created_at: HashMap<ReservationId, usize>,
+    /// Final status of reservations that existed before the batch.
+    updated: HashMap<ReservationId, (ReservationStatus, Timestamp)>,
+    seats: HashMap<(EventId, u32), SeatStatus>,
+    general: HashMap<Uuid, (u32, u32)>,
+    /// Per event: highest seq, highest serial, final status.
+    events: HashMap<EventId, (u64, u32, Option<&'static str>)>,
+    records: Vec<&'a crate::records::EventRecord>,
+    idempotency: Vec<&'a crate::records::IdempotencyRecord>,
+}
+
+fn fold(entries: &[JournalEntry]) -> Folded<'_> {
+    let mut f = Folded::default();
+    for entry in entries {
+        let event = f.events.entry(entry.event).or_insert((0, 0, None));
+        event.0 = event.0.max(entry.changes.seq);
+        if let Some(record) = &entry.event_record {
+            f.records.push(record);
+        }
+        let at = entry.changes.at;
+        for change in &entry.changes.changes {
+            match change {
+                Change::Seat { seat, status } => {
+                    f.seats.insert((entry.event, seat.0), *status);
+                }
+                Change::General { ticket_type, held, sold } => {
+                    f.general.insert(ticket_type.uuid(), (*held, *sold));
+                }
+                Change::ReservationCreated(r) => {
+                    let event = f.events.entry(entry.event).or_insert((0, 0, None));
+                    event.1 = event.1.max(r.number.serial);
+                    f.created_at.insert(r.id, f.created.len());
+                    f.created.push((**r).clone());
+                }
+                Change::ReservationStatus { id, status } => match f.created_at.get(id) {
+                    Some(&i) => {
+                        f.created[i].status = *status;
+                        f.created[i].updated_at = at;
+                    }
+                    None => {
+                        f.updated.insert(*id, (*status, at));
+                    }
+                },
+                Change::EventStatus(status) => {
+                    f.events.entry(entry.event).or_insert((0, 0, None)).2 = Some(status.as_str());
+                }
+            }
+        }
+        f.idempotency.extend(entry.idempotency.iter());
+    }
+    f
+}
+
+/// Writes `entries` inside `tx`.
+pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    let f = fold(entries);
+
+    // 1. Admin edits of event records (rare; one statement each).
+    for e in &f.records {
+        tx.execute(
+            "UPDATE events SET title = $2, description = $3, venue = $4, artist = $5, event_date = $6,
+                 sale_start = $7, sale_end = $8, per_user_limit = $9, hold_ttl_ms = $10,
+                 max_per_reservation = $11, status = $12, updated_at = $13
+             WHERE id = $1",
+            &[
+                &e.id.uuid(),
+                &e.title,
+                &e.description,
+                &e.venue,
+                &e.artist,
+                &at(e.event_date),
+                &at(e.sale_start),
+                &at(e.sale_end),
+                &(e.per_user_limit as i32),
+                &(e.hold_ttl.as_millis() as i64),
+                &(e.max_per_reservation as i32),
+                &e.status.as_str(),
+                &at(e.updated_at),
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+
+    // 2. Status changes of existing reservations; ended ones release their seats first.
+    if !f.updated.is_empty() {
+        let (mut ids, mut statuses, mut ats, mut ended) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, (status, at_)) in &f.updated {
+            ids.push(id.uuid());
+            statuses.push(status.as_str());
+            ats.push(at(*at_));
+            if !status.is_live() {
+                ended.push(id.uuid());
+            }
+        }
+        tx.execute(
+            "UPDATE reservations r SET status = u.status, updated_at = u.at
+             FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS u(id, status, at) WHERE r.id = u.id",
+            &[&ids, &statuses, &ats],
+        )
+        .await
+        .map_err(db_err)?;
+        if !ended.is_empty() {
+            tx.execute("UPDATE reservation_items SET live = false WHERE reservation_id = ANY($1)", &[&ended])
+                .await
+                .map_err(db_err)?;
+        }
+    }
+
+    // 3. New reservations with their final status, and their seats.
+    if !f.created.is_empty() {
+        let n = f.created.len();
+        let mut cols = Created::with_capacity(n);
+        for r in &f.created {
+            cols.push(r);
+        }
+        tx.execute(
+            "INSERT INTO reservations (id, event_id, user_id, number, serial, status, amount, ticket_type_id,
+                 quantity, created_at, expires_at, updated_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::int[], $6::text[],
+                 $7::bigint[], $8::uuid[], $9::int[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[])",
+            &[
+                &cols.id,
+                &cols.event,
+                &cols.user,
+                &cols.number,
+                &cols.serial,
+                &cols.status,
+                &cols.amount,
+                &cols.ticket_type,
+                &cols.quantity,
+                &cols.created,
+                &cols.expires,
+                &cols.updated,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+        if !cols.item_reservation.is_empty() {
+            tx.execute(
+                "INSERT INTO reservation_items (reservation_id, event_id, seat_index, seat_id, live)
+                 SELECT u.rid, u.eid, u.idx, s.seat_id, u.live
+                 FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::bool[]) AS u(rid, eid, idx, live)
+                 JOIN seats s ON s.event_id = u.eid AND s.seat_index = u.idx",
+                &[&cols.item_reservation, &cols.item_event, &cols.item_seat, &cols.item_live],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+    }
+
+    // 4. Seat statuses (the last of each seat in the batch).
+    if !f.seats.is_empty() {
+        let (mut events, mut seats, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
+        for ((event, seat), status) in &f.seats {
+            events.push(event.uuid());
+            seats.push(*seat as i32);
+            statuses.push(status.as_str());
+        }
+        tx.execute(
+            "UPDATE seats s SET status = u.status
+             FROM UNNEST($1::uuid[], $2::int[], $3::text[]) AS u(eid, idx, status)
+             WHERE s.event_id = u.eid AND s.seat_index = u.idx",
+            &[&events, &seats, &statuses],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+
+    // 5. GA counters (absolute values; the CHECK keeps them within capacity).
+    if !f.general.is_empty() {
+        let (mut ids, mut held, mut sold) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, (h, s)) in &f.general {
+            ids.push(*id);
+            held.push(*h as i32);
+            sold.push(*s as i32);
+        }
+        tx.execute(
+            "UPDATE ticket_types t SET held = u.held, sold = u.sold
+             FROM UNNEST($1::uuid[], $2::int[], $3::int[]) AS u(id, held, sold) WHERE t.id = u.id",
+            &[&ids, &held, &sold],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+
+    // 6. Per event: how far the journal got, and the lifecycle status.
+    let (mut ids, mut seqs, mut serials, mut statuses) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (event, (seq, serial, status)) in &f.events {
+        ids.push(event.uuid());
+        seqs.push(*seq as i64);
+        serials.push(*serial as i32);
+        statuses.push(*status);
+    }
+    let updated = tx
+        .execute(
+            "UPDATE events e SET seq = GREATEST(e.seq, u.seq), serial = GREATEST(e.serial, u.serial),
+                 status = COALESCE(u.status, e.status)
+             FROM UNNEST($1::uuid[], $2::bigint[], $3::int[], $4::text[]) AS u(id, seq, serial, status)
+             WHERE e.id = u.id",
+            &[&ids, &seqs, &serials, &statuses],
+        )
+        .await
+        .map_err(db_err)?;
+    if updated as usize != ids.len() {
+        return Err(StoreError::Conflict("journal entry for an event that does not exist".into()));
+    }
+
+    // 7. Idempotency records, with the change they describe.
+    if !f.idempotency.is_empty() {
+        let (mut users, mut keys, mut prints, mut events, mut seqs, mut outcomes, mut ats) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in &f.idempotency {
+            users.push(r.user.uuid());
+            keys.push(r.key.as_str());
+            prints.push(r.fingerprint.as_str());
+            events.push(r.event.uuid());
+            seqs.push(r.seq as i64);
+            outcomes.push(serde_json::to_value(&r.outcome).map_err(|e| StoreError::Conflict(e.to_string()))?);
+            ats.push(at(r.created_at));
+        }
+        tx.execute(
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, event_id, seq, outcome, created_at)
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::bigint[], $6::jsonb[],
+                 $7::timestamptz[])
+             ON CONFLICT (user_id, key) DO NOTHING",
+            &[&users, &keys, &prints, &events, &seqs, &outcomes, &ats],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Column arrays for inserting reservations and their seats.
+struct Created {
+    id: Vec<Uuid>,
+    event: Vec<Uuid>,
+    user: Vec<Uuid>,
+    number: Vec<String>,
+    serial: Vec<i32>,
+    status: Vec<&'static str>,
+    amount: Vec<i64>,
+    ticket_type: Vec<Option<Uuid>>,
+    quantity: Vec<i32>,
+    created: Vec<time::OffsetDateTime>,
+    expires: Vec<time::OffsetDateTime>,
+    updated: Vec<time::OffsetDateTime>,
+    item_reservation: Vec<Uuid>,
+    item_event: Vec<Uuid>,
+    item_seat: Vec<i32>,
+    item_live: Vec<bool>,
+}
+
+impl Created {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            id: Vec::with_capacity(n),
+            event: Vec::with_capacity(n),
+            user: Vec::with_capacity(n),
+            number: Vec::with_capacity(n),
+            serial: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            amount: Vec::with_capacity(n),
+            ticket_type: Vec::with_capacity(n),
+            quantity: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            expires: Vec::with_capacity(n),
+            updated: Vec::with_capacity(n),
+            item_reservation: Vec::with_capacity(n),
+            item_event: Vec::with_capacity(n),
+            item_seat: Vec::with_capacity(n),
+            item_live: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, r: &Reservation) {
+        self.id.push(r.id.uuid());
+        self.event.push(r.event.uuid());
+        self.user.push(r.user.uuid());
+        self.number.push(r.number.to_string());
+        self.serial.push(r.number.serial as i32);
+        self.status.push(r.status.as_str());
+        self.amount.push(r.amount);
+        self.quantity.push(r.items.quantity() as i32);
+        self.created.push(at(r.created_at));
+        self.expires.push(at(r.expires_at));
+        self.updated.push(at(r.updated_at));
+        match &r.items {
+            ReservationItems::Seats(seats) => {
+                self.ticket_type.push(None);
+                for seat in seats {
+                    self.item_reservation.push(r.id.uuid());
+                    self.item_event.push(r.event.uuid());
+                    self.item_seat.push(seat.0 as i32);
+                    self.item_live.push(r.status.is_live());
+                }
+            }
+            ReservationItems::General { ticket_type, .. } => self.ticket_type.push(Some(ticket_type.uuid())),
+        }
+    }
+}

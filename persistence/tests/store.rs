@@ -1,0 +1,237 @@
+//! The store contract, run against the embedded store and against a real PostgreSQL (a
+//! fresh database per test in a throwaway cluster).
+
+use std::sync::Arc;
+use std::time::Duration;
+use tiketi_engine::{
+    ChangeSet, EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, Persisted, ReservationId,
+    ReservationStatus, SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+};
+use tiketi_persistence::{
+    EventFilter, EventRecord, IdempotencyRecord, JournalEntry, MemoryStore, NewUser, PgStore, Role, Store, StoreError,
+    StoredOutcome,
+};
+use uuid::Uuid;
+
+const T0: Timestamp = Timestamp(1_767_225_600_000); // 2026-01-01
+
+async fn postgres() -> Arc<dyn Store> {
+    let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
+    store.migrate().await.unwrap();
+    Arc::new(store)
+}
+
+fn memory() -> Arc<dyn Store> {
+    Arc::new(MemoryStore::new())
+}
+
+async fn user(store: &dyn Store, email: &str) -> UserId {
+    let new =
+        NewUser { email: email.into(), password_hash: "x".into(), name: "N".into(), role: Role::User, created_at: T0 };
+    store.create_user(new).await.unwrap().id
+}
+
+fn event_record(seats: LayoutSpec, general: u32) -> EventRecord {
+    EventRecord {
+        id: EventId(Uuid::new_v4()),
+        title: "Concert".into(),
+        description: String::new(),
+        venue: "Hall".into(),
+        artist: "Band".into(),
+        event_date: T0.plus(Duration::from_secs(86_400 * 30)),
+        sale_start: T0,
+        sale_end: T0.plus(Duration::from_secs(86_400)),
+        layout: Some(seats),
+        layout_id: None,
+        ticket_types: (general > 0)
+            .then(|| TicketTypeSpec {
+                id: TicketTypeId(Uuid::new_v4()),
+                name: "GA".into(),
+                price: 10,
+                capacity: general,
+            })
+            .into_iter()
+            .collect(),
+        per_user_limit: 0,
+        hold_ttl: Duration::from_secs(60),
+        max_per_reservation: 10,
+        status: EventStatus::OnSale,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn engine_for(record: &EventRecord) -> EventEngine {
+    let rules = EventRules {
+        sale_start: record.sale_start,
+        sale_end: record.sale_end,
+        per_user_limit: record.per_user_limit,
+        hold_ttl: record.hold_ttl,
+        max_per_reservation: record.max_per_reservation,
+        cancelled: false,
+    };
+    let map = SeatMap::new(record.layout.as_ref().unwrap()).unwrap();
+    EventEngine::new(record.id, rules, map, record.ticket_types.clone(), T0)
+}
+
+fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
+    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None }
+}
+
+fn hold(engine: &mut EventEngine, user: UserId, selection: Selection, now: Timestamp) -> (ReservationId, ChangeSet) {
+    let id = ReservationId(Uuid::new_v4());
+    (id, engine.hold(HoldRequest { id, user, selection }, now).unwrap())
+}
+
+/// A batch that holds, cancels and re-holds the same seat, confirms, holds GA, blocks a seat
+/// and stores an idempotency record reloads into an identical engine.
+async fn a_journal_batch_reloads_into_the_same_state(store: Arc<dyn Store>) {
+    let buyer = user(&*store, "a@example.com").await;
+    let other = user(&*store, "b@example.com").await;
+    let record = event_record(LayoutSpec::grid(2, 2, 5, 100), 10);
+    store.create_event(record.clone()).await.unwrap();
+    let mut engine = engine_for(&record);
+    let seat = |id: &str| engine_for(&record).resolve_seats(&[id]).unwrap();
+    let now = T0.plus(Duration::from_secs(1));
+
+    let mut batch = Vec::new();
+    let (first, cs) = hold(&mut engine, buyer, Selection::Seats(seat("S1-A-1")), now);
+    batch.push(entry(record.id, cs));
+    batch.push(entry(record.id, engine.cancel(first, now).unwrap()));
+    // The same seat, held again by someone else in the same batch.
+    let (second, cs) = hold(&mut engine, other, Selection::Seats(seat("S1-A-1")), now);
+    let idem = IdempotencyRecord {
+        user: other,
+        key: "k1".into(),
+        fingerprint: "f".into(),
+        event: record.id,
+        seq: cs.seq,
+        outcome: StoredOutcome::Reservation(Box::new(engine.reservation(second).unwrap().clone())),
+        created_at: now,
+    };
+    batch.push(JournalEntry { idempotency: vec![idem.clone()], ..entry(record.id, cs) });
+    let (sold, cs) =
+        hold(&mut engine, buyer, Selection::BestAvailable { quantity: 3, section: None, adjacent: true }, now);
+    batch.push(entry(record.id, cs));
+    batch.push(entry(record.id, engine.confirm(sold, now).unwrap().unwrap()));
+    let ga = record.ticket_types[0].id;
+    let (_, cs) = hold(&mut engine, buyer, Selection::General { ticket_type: ga, quantity: 4 }, now);
+    batch.push(entry(record.id, cs));
+    batch.push(entry(record.id, engine.block(&seat("S2-B-5"), now).unwrap().unwrap()));
+    store.append(&batch).await.unwrap();
+
+    let snap = store.load_event(record.id).await.unwrap().unwrap();
+    assert_eq!(snap.seq, engine.seq());
+    assert_eq!(snap.serial, engine.serial());
+    let persisted = Persisted {
+        blocked: snap.blocked,
+        live: snap.live,
+        seq: snap.seq,
+        serial: snap.serial,
+        status: snap.event.status,
+    };
+    let (restored, changed) = EventEngine::restore(
+        record.id,
+        engine.rules().clone(),
+        SeatMap::new(record.layout.as_ref().unwrap()).unwrap(),
+        record.ticket_types.clone(),
+        persisted,
+        now,
+    );
+    assert_eq!(changed, None);
+    assert_eq!(restored.counts(), engine.counts());
+    assert_eq!(restored.ticket_types(), engine.ticket_types());
+    for i in 0..engine.seats().len() {
+        let s = tiketi_engine::SeatIndex(i);
+        assert_eq!(restored.seats().status(s), engine.seats().status(s), "seat {}", engine.seats().seat_id(s));
+    }
+    assert_eq!(store.reservation(first).await.unwrap().unwrap().status, ReservationStatus::Cancelled);
+    assert_eq!(store.reservation(sold).await.unwrap().unwrap().status, ReservationStatus::Confirmed);
+    assert_eq!(store.idempotency(other, "k1").await.unwrap(), Some(idem));
+    assert_eq!(store.reservations_of(buyer).await.unwrap().len(), 3);
+    assert_eq!(restored.seats().status(seat("S2-B-5")[0]), SeatStatus::Blocked);
+}
+
+/// Events are listed by status as of `now`, searched and paginated.
+async fn events_are_filtered_searched_and_paginated(store: Arc<dyn Store>) {
+    for title in ["Alpha Tour", "Beta Night", "Gamma Live"] {
+        let mut r = event_record(LayoutSpec::grid(1, 1, 2, 10), 0);
+        r.title = title.into();
+        store.create_event(r).await.unwrap();
+    }
+    let now = T0.plus(Duration::from_secs(10));
+    let page = |query: Option<&str>, status, page, limit| EventFilter {
+        status,
+        query: query.map(str::to_owned),
+        page,
+        limit,
+        now,
+    };
+    assert_eq!(store.list_events(&page(None, None, 1, 2)).await.unwrap().items.len(), 2);
+    let last = store.list_events(&page(None, None, 2, 2)).await.unwrap();
+    assert_eq!((last.items.len(), last.total), (1, 3));
+    let found = store.list_events(&page(Some("beta"), None, 1, 10)).await.unwrap();
+    assert_eq!(found.items.iter().map(|e| e.title.as_str()).collect::<Vec<_>>(), ["Beta Night"]);
+    assert_eq!(store.list_events(&page(None, Some(EventStatus::OnSale), 1, 10)).await.unwrap().total, 3);
+    assert_eq!(store.list_events(&page(None, Some(EventStatus::Upcoming), 1, 10)).await.unwrap().total, 0);
+    let beyond = store.list_events(&page(None, None, 9, 2)).await.unwrap();
+    assert_eq!((beyond.items.len(), beyond.total), (0, 3));
+}
+
+/// A journal entry for an event that does not exist is refused as a whole.
+async fn a_batch_for_a_missing_event_is_refused(store: Arc<dyn Store>) {
+    let record = event_record(LayoutSpec::grid(1, 1, 2, 10), 0);
+    let mut engine = engine_for(&record);
+    let buyer = user(&*store, "c@example.com").await;
+    let seat = engine.resolve_seats(&["S1-A-1"]).unwrap();
+    let (_, cs) = hold(&mut engine, buyer, Selection::Seats(seat), T0);
+    let err = store.append(&[entry(record.id, cs)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_) | StoreError::NotFound), "{err:?}");
+}
+
+macro_rules! against_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::memory()).await })*
+        }
+        mod postgres_store {
+            $(#[tokio::test]
+            async fn $name() { super::$name(super::postgres().await).await })*
+        }
+    };
+}
+
+against_both_stores!(
+    a_journal_batch_reloads_into_the_same_state,
+    events_are_filtered_searched_and_paginated,
+    a_batch_for_a_missing_event_is_refused,
+);
+
+#[tokio::test]
+async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
+    let store = postgres().await;
+    let a = user(&*store, "d@example.com").await;
+    let b = user(&*store, "e@example.com").await;
+    let record = event_record(LayoutSpec::grid(1, 1, 2, 10), 0);
+    store.create_event(record.clone()).await.unwrap();
+    // Two engines that disagree (as two pods without fencing would): both hold S1-A-1.
+    let mut one = engine_for(&record);
+    let rules = one.rules().clone();
+    let map = SeatMap::new(record.layout.as_ref().unwrap()).unwrap();
+    let apart = Persisted { serial: 10, status: EventStatus::OnSale, ..Persisted::default() };
+    let (mut two, _) = EventEngine::restore(record.id, rules, map, Vec::new(), apart, T0);
+    let seat = one.resolve_seats(&["S1-A-1"]).unwrap();
+    let (_, first) = hold(&mut one, a, Selection::Seats(seat.clone()), T0);
+    let (_, second) = hold(&mut two, b, Selection::Seats(seat), T0);
+    store.append(&[entry(record.id, first)]).await.unwrap();
+    let err = store.append(&[entry(record.id, second)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(ref m) if m.contains("one_live_reservation_per_seat")), "{err:?}");
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once() {
+    let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
+    assert_eq!(store.migrate().await.unwrap().len(), 1);
+    assert!(store.migrate().await.unwrap().is_empty());
+}
