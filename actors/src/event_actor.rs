@@ -16,6 +16,9 @@ use tiketi_engine::{
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
 
+/// How often a full journal is retried for change sets waiting in the overflow.
+const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A reply that may have to wait for durability.
 type Reply<T> = RpcReplyPort<Result<T, ActorError>>;
 
@@ -37,6 +40,8 @@ pub(crate) enum EventMsg {
     Tick,
     /// The journal committed this event's change sets up to this seq.
     Committed(u64),
+    /// Retry handing the overflow to the journal (it was full).
+    Drain,
 }
 
 /// What an event actor starts from.
@@ -59,6 +64,8 @@ pub(crate) struct EventState {
     idempotency: HashMap<(UserId, String), IdempotencyRecord>,
     /// Entries that could not be queued because the journal was full; they go first.
     overflow: VecDeque<JournalEntry>,
+    /// Whether a [`EventMsg::Drain`] is scheduled.
+    drain_armed: bool,
     /// Replies waiting for their change set to commit, in seq order.
     parked: VecDeque<(u64, Box<dyn FnOnce() + Send>)>,
     committed: u64,
@@ -110,6 +117,7 @@ impl Actor for EventActor {
             config,
             idempotency,
             overflow: VecDeque::new(),
+            drain_armed: false,
             parked: VecDeque::new(),
             timer_at: None,
             seats_cache: None,
@@ -118,6 +126,7 @@ impl Actor for EventActor {
             state.push(state.entry(changes));
         }
         state.arm_timer(&myself);
+        state.arm_drain(&myself);
         tracing::info!(event_id = %state.record.id, seq = state.engine.seq(), "event actor activated");
         Ok(state)
     }
@@ -160,8 +169,11 @@ impl Actor for EventActor {
                 }
             }
             EventMsg::Committed(seq) => state.committed(seq),
+            // The overflow was retried above.
+            EventMsg::Drain => state.drain_armed = false,
         }
         state.arm_timer(&myself);
+        state.arm_drain(&myself);
         Ok(())
     }
 }
@@ -476,6 +488,17 @@ impl EventState {
         let snapshot = Arc::new(SeatsSnapshot { seq: self.engine.seq(), seats });
         self.seats_cache = Some(snapshot.clone());
         snapshot
+    }
+
+    /// While change sets wait in the overflow, retries handing them to the journal on its
+    /// own: they must reach the store when it catches up even if no request comes for this
+    /// event (its commits are what would otherwise wake it).
+    fn arm_drain(&mut self, myself: &ActorRef<EventMsg>) {
+        if self.overflow.is_empty() || self.drain_armed {
+            return;
+        }
+        self.drain_armed = true;
+        myself.send_after(DRAIN_RETRY, || EventMsg::Drain);
     }
 
     /// Arms one timer for the engine's next deadline, unless an earlier one is armed.

@@ -88,9 +88,17 @@ impl AppState {
         let map = match cached {
             Some(map) => map,
             None => {
-                let record = self.store().event(event).await?.ok_or(ApiError::NotFound { what: "event" })?;
-                let layout =
-                    record.layout.ok_or_else(|| ApiError::Internal("seated reservation without layout".into()))?;
+                // From the event's live actor if there is one: this runs after a hold was
+                // decided, and must not turn it into a 503 because the store is down.
+                let live = match self.inner.directory.live(event) {
+                    Some(handle) => handle.view().await.ok().map(|view| view.record.layout),
+                    None => None,
+                };
+                let layout = match live {
+                    Some(layout) => layout,
+                    None => self.store().event(event).await?.ok_or(ApiError::NotFound { what: "event" })?.layout,
+                };
+                let layout = layout.ok_or_else(|| ApiError::Internal("seated reservation without layout".into()))?;
                 let map = Arc::new(SeatMap::new(&layout).map_err(|e| ApiError::Internal(e.to_string()))?);
                 self.inner.labels.lock().unwrap_or_else(|e| e.into_inner()).insert(event, map.clone());
                 map

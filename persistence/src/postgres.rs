@@ -304,12 +304,21 @@ impl Store for PgStore {
             )
             .await
             .map_err(db_err)?;
-        let mut items = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: uuid::Uuid = row.get(0);
-            let event = client.query_one(rows::EVENT_SELECT, &[&id]).await.map_err(db_err)?;
-            let types = client.query(rows::TICKET_TYPES_SELECT, &[&id]).await.map_err(db_err)?;
-            items.push(event_from_row(&event, &types)?);
+        let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.get(0)).collect();
+        let events = client
+            .query(&rows::EVENT_SELECT.replace("WHERE id = $1", "WHERE id = ANY($1)"), &[&ids])
+            .await
+            .map_err(db_err)?;
+        let types = client
+            .query(&rows::TICKET_TYPES_SELECT.replace("WHERE event_id = $1", "WHERE event_id = ANY($1)"), &[&ids])
+            .await
+            .map_err(db_err)?;
+        let mut items = Vec::with_capacity(ids.len());
+        // Keep the page's order.
+        for id in &ids {
+            let event = events.iter().find(|r| r.get::<_, uuid::Uuid>("id") == *id).ok_or(StoreError::NotFound)?;
+            let own: Vec<_> = types.iter().filter(|t| t.get::<_, uuid::Uuid>("event_id") == *id).cloned().collect();
+            items.push(event_from_row(event, &own)?);
         }
         let total = total as u64;
         Ok(Page { items, total })

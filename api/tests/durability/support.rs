@@ -73,7 +73,8 @@ where
 
 /// A plain connection to the test database, for the operator's view of the data.
 pub async fn sql(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the test db");
+    let (client, connection) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect to the test db");
     tokio::spawn(connection);
     client
 }
@@ -143,11 +144,7 @@ impl Server {
             {
                 return;
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "tiketi not ready after 30 s; see {}",
-                self.log.display()
-            );
+            assert!(tokio::time::Instant::now() < deadline, "tiketi not ready after 30 s; see {}", self.log.display());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

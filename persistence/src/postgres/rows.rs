@@ -15,7 +15,7 @@ pub(crate) const EVENT_SELECT: &str = "SELECT id, title, description, venue, art
     FROM events WHERE id = $1";
 
 pub(crate) const TICKET_TYPES_SELECT: &str =
-    "SELECT id, name, price, capacity FROM ticket_types WHERE event_id = $1 ORDER BY position";
+    "SELECT id, event_id, name, price, capacity FROM ticket_types WHERE event_id = $1 ORDER BY position";
 
 /// Reservations with their seat indexes; callers add `WHERE ... GROUP BY r.id`.
 pub(crate) const RESERVATION_SELECT: &str = "SELECT r.id, r.event_id, r.user_id, r.number, r.serial, r.status,
