@@ -246,7 +246,7 @@ impl Store for PgStore {
                 price.push(info.price);
             });
             tx.execute(
-                "INSERT INTO seats (event_id, seat_index, seat_id, section, row_label, number, price)
+                "INSERT INTO event_seats (event_id, seat_index, seat_id, section, row_label, number, price)
                  SELECT $1, * FROM UNNEST($2::int[], $3::text[], $4::text[], $5::text[], $6::int[], $7::bigint[])",
                 &[&e.id.uuid(), &index, &id, &section, &row, &number, &price],
             )
@@ -360,7 +360,7 @@ impl Store for PgStore {
         let seq: i64 = row.get("seq");
         let serial: i32 = row.get("serial");
         let blocked = tx
-            .query("SELECT seat_index FROM seats WHERE event_id = $1 AND status = 'blocked'", &[&id.uuid()])
+            .query("SELECT seat_index FROM event_seats WHERE event_id = $1 AND blocked", &[&id.uuid()])
             .await
             .map_err(db_err)?
             .iter()

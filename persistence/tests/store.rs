@@ -232,6 +232,6 @@ async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
 #[tokio::test]
 async fn migrations_are_applied_once() {
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 1);
+    assert_eq!(store.migrate().await.unwrap().len(), 2);
     assert!(store.migrate().await.unwrap().is_empty());
 }

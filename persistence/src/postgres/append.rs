@@ -4,7 +4,8 @@
 //! The batch is first folded into its final state (each reservation's last status, each
 //! seat's last status, each GA counter's last value), then written in an order the
 //! partial unique index accepts: reservations that ended release their seats before new
-//! ones claim them.
+//! ones claim them. Seat status is not stored (the `seats` view derives it), so a hold
+//! costs two inserts: its reservation and its seats.
 
 use super::db_err;
 use super::rows::at;
@@ -161,10 +162,8 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
         .map_err(db_err)?;
         if !cols.item_reservation.is_empty() {
             tx.execute(
-                "INSERT INTO reservation_items (reservation_id, event_id, seat_index, seat_id, live)
-                 SELECT u.rid, u.eid, u.idx, s.seat_id, u.live
-                 FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::bool[]) AS u(rid, eid, idx, live)
-                 JOIN seats s ON s.event_id = u.eid AND s.seat_index = u.idx",
+                "INSERT INTO reservation_items (reservation_id, event_id, seat_index, live)
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::int[], $4::bool[])",
                 &[&cols.item_reservation, &cols.item_event, &cols.item_seat, &cols.item_live],
             )
             .await
@@ -172,19 +171,24 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
         }
     }
 
-    // 4. Seat statuses (the last of each seat in the batch).
-    if !f.seats.is_empty() {
-        let (mut events, mut seats, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
-        for ((event, seat), status) in &f.seats {
+    // 4. Admin blocks. Seat status is derived (the `seats` view), so only the blocked flag
+    //    is stored: seats whose last status in the batch is blocked, or available (which
+    //    may be an unblock; the filter skips the rows whose flag does not change, so a
+    //    released hold writes nothing here).
+    let (mut events, mut seats, mut blocked) = (Vec::new(), Vec::new(), Vec::new());
+    for ((event, seat), status) in &f.seats {
+        if matches!(status, SeatStatus::Blocked | SeatStatus::Available) {
             events.push(event.uuid());
             seats.push(*seat as i32);
-            statuses.push(status.as_str());
+            blocked.push(*status == SeatStatus::Blocked);
         }
+    }
+    if !events.is_empty() {
         tx.execute(
-            "UPDATE seats s SET status = u.status
-             FROM UNNEST($1::uuid[], $2::int[], $3::text[]) AS u(eid, idx, status)
-             WHERE s.event_id = u.eid AND s.seat_index = u.idx",
-            &[&events, &seats, &statuses],
+            "UPDATE event_seats s SET blocked = u.blocked
+             FROM UNNEST($1::uuid[], $2::int[], $3::bool[]) AS u(eid, idx, blocked)
+             WHERE s.event_id = u.eid AND s.seat_index = u.idx AND s.blocked <> u.blocked",
+            &[&events, &seats, &blocked],
         )
         .await
         .map_err(db_err)?;
