@@ -10,8 +10,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventEngine, EventRules, HoldRequest, Persisted, Reservation, ReservationId, Selection,
-    Timestamp, UserId,
+    ChangeSet, EngineError, EventEngine, HoldRequest, Persisted, Reservation, ReservationId, Selection, Timestamp,
+    UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
@@ -89,7 +89,7 @@ impl Actor for EventActor {
         };
         let (engine, lapsed) = EventEngine::restore(
             record.id,
-            rules_of(&record),
+            record.rules(),
             seats,
             record.ticket_types.clone(),
             Persisted {
@@ -185,18 +185,6 @@ fn empty_map() -> tiketi_engine::SeatMap {
         sections: vec![],
     })
     .expect("an empty layout with one tier is valid")
-}
-
-/// The engine rules an event record describes.
-pub(crate) fn rules_of(record: &EventRecord) -> EventRules {
-    EventRules {
-        sale_start: record.sale_start,
-        sale_end: record.sale_end,
-        per_user_limit: record.per_user_limit,
-        hold_ttl: record.hold_ttl,
-        max_per_reservation: record.max_per_reservation,
-        cancelled: record.status == tiketi_engine::EventStatus::Cancelled,
-    }
 }
 
 impl EventState {
@@ -429,7 +417,7 @@ impl EventState {
         };
         let now = self.clock.now();
         record.updated_at = now;
-        let changes = self.engine.set_rules(rules_of(&record), now).unwrap_or_else(|| self.no_changes());
+        let changes = self.engine.set_rules(record.rules(), now).unwrap_or_else(|| self.no_changes());
         if let Some(status) = changes.event_status() {
             record.status = status;
         }

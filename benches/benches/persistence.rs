@@ -22,8 +22,8 @@ use tiketi_actors::{ActorConfig, Clock, Runtime};
 use tiketi_api::Application;
 use tiketi_api::settings::StoreKind;
 use tiketi_engine::{
-    Change, EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, ReservationId, SeatIndex, SeatMap,
-    Selection, Timestamp, UserId,
+    Change, EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, ReservationId, SeatIndex, SeatMap, Selection,
+    Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalConfig, OnCommit};
 use tiketi_persistence::{EventRecord, JournalEntry, NewUser, PgStore, Role, Store};
@@ -596,14 +596,7 @@ fn event_record(layout: LayoutSpec) -> EventRecord {
 }
 
 fn engine_for(record: &EventRecord, now: Timestamp) -> EventEngine {
-    let rules = EventRules {
-        sale_start: record.sale_start,
-        sale_end: record.sale_end,
-        per_user_limit: record.per_user_limit,
-        hold_ttl: record.hold_ttl,
-        max_per_reservation: record.max_per_reservation,
-        cancelled: false,
-    };
+    let rules = record.rules();
     let map = SeatMap::new(record.layout.as_ref().expect("a seated event")).expect("a valid layout");
     EventEngine::new(record.id, rules, map, Vec::new(), now)
 }

@@ -3,7 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventId, EventStatus, LayoutSpec, Reservation, SeatIndex, TicketTypeSpec, Timestamp, UserId,
+    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, Reservation, SeatIndex, TicketTypeSpec,
+    Timestamp, UserId,
 };
 
 /// A user's role.
@@ -124,6 +125,18 @@ pub struct EventRecord {
 }
 
 impl EventRecord {
+    /// The engine rules this record describes.
+    pub fn rules(&self) -> EventRules {
+        EventRules {
+            sale_start: self.sale_start,
+            sale_end: self.sale_end,
+            per_user_limit: self.per_user_limit,
+            hold_ttl: self.hold_ttl,
+            max_per_reservation: self.max_per_reservation,
+            cancelled: self.status == EventStatus::Cancelled,
+        }
+    }
+
     /// The status to show for an event whose actor may not be running: the persisted
     /// status, moved along by the clock.
     pub fn status_at(&self, now: Timestamp) -> EventStatus {

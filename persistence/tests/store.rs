@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, Persisted, ReservationId,
-    ReservationStatus, SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    ChangeSet, EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, Persisted, ReservationId, ReservationStatus,
+    SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use tiketi_persistence::{
     EventFilter, EventRecord, IdempotencyRecord, JournalEntry, MemoryStore, NewUser, PgStore, Role, Store, StoreError,
@@ -62,14 +62,7 @@ fn event_record(seats: LayoutSpec, general: u32) -> EventRecord {
 }
 
 fn engine_for(record: &EventRecord) -> EventEngine {
-    let rules = EventRules {
-        sale_start: record.sale_start,
-        sale_end: record.sale_end,
-        per_user_limit: record.per_user_limit,
-        hold_ttl: record.hold_ttl,
-        max_per_reservation: record.max_per_reservation,
-        cancelled: false,
-    };
+    let rules = record.rules();
     let map = SeatMap::new(record.layout.as_ref().unwrap()).unwrap();
     EventEngine::new(record.id, rules, map, record.ticket_types.clone(), T0)
 }

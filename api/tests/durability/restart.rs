@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tiketi_actors::{ActorConfig, Clock, Runtime};
 use tiketi_engine::{
-    EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, ReservationId, ReservationStatus,
-    SeatCounts, SeatIndex, SeatMap, Selection, Timestamp, UserId,
+    EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, ReservationId, ReservationStatus, SeatCounts,
+    SeatIndex, SeatMap, Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::JournalConfig;
 use tiketi_persistence::{EventRecord, JournalEntry, NewUser, PgStore, Role, Store};
@@ -94,15 +94,7 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
         updated_at: now,
     };
     store.create_event(record.clone()).await.unwrap();
-    let rules = EventRules {
-        sale_start: record.sale_start,
-        sale_end: record.sale_end,
-        per_user_limit: 0,
-        hold_ttl: record.hold_ttl,
-        max_per_reservation: record.max_per_reservation,
-        cancelled: false,
-    };
-    let mut engine = EventEngine::new(record.id, rules, SeatMap::new(&layout).unwrap(), Vec::new(), now);
+    let mut engine = EventEngine::new(record.id, record.rules(), SeatMap::new(&layout).unwrap(), Vec::new(), now);
     assert_eq!(engine.seats().len(), 100_000);
 
     // Seats in a seeded random order, cut into reservations of 1-10 seats: scattered seat
