@@ -162,6 +162,10 @@ impl SeatMap {
     /// Resolves a seat id like `VIP-A-12`.
     pub fn resolve(&self, id: &str) -> Option<SeatIndex> {
         let (prefix, number) = id.rsplit_once('-')?;
+        // One spelling per seat: digits only, no sign, no leading zero.
+        if number.starts_with('0') || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
         let number: u32 = number.parse().ok()?;
         let row = &self.rows[*self.row_index.get(prefix)? as usize];
         (1..=u32::from(row.len)).contains(&number).then(|| SeatIndex(row.first + number - 1))
@@ -363,7 +367,7 @@ mod tests {
     #[test]
     fn unknown_seat_ids_do_not_resolve() {
         let m = map();
-        for id in ["S1-A-0", "S1-A-11", "S3-A-1", "S1-Z-1", "S1-A", "", "S1-A-x", "S1-A--1"] {
+        for id in ["S1-A-0", "S1-A-11", "S3-A-1", "S1-Z-1", "S1-A", "", "S1-A-x", "S1-A--1", "S1-A-01", "S1-A-+1"] {
             assert_eq!(m.resolve(id), None, "{id}");
         }
     }
