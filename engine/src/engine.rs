@@ -297,7 +297,7 @@ impl EventEngine {
             let due =
                 self.reservations.get(&id).is_some_and(|r| r.status == ReservationStatus::Held && r.expires_at <= now);
             if due {
-                self.end(id, ReservationStatus::Expired, now, &mut changes);
+                self.end(id, ReservationStatus::Expired, &mut changes);
             }
         }
         self.refresh_status(now, &mut changes);
@@ -419,7 +419,7 @@ impl EventEngine {
             return Err(EngineError::ReservationNotFound);
         }
         let mut changes = Vec::new();
-        self.end(id, ReservationStatus::Cancelled, now, &mut changes);
+        self.end(id, ReservationStatus::Cancelled, &mut changes);
         self.refresh_status(now, &mut changes);
         Ok(self.commit(now, changes).expect("a cancellation always changes something"))
     }
@@ -463,7 +463,7 @@ impl EventEngine {
         let held: Vec<ReservationId> =
             self.reservations.values().filter(|r| r.status == ReservationStatus::Held).map(|r| r.id).collect();
         for id in held {
-            self.end(id, ReservationStatus::Cancelled, now, &mut changes);
+            self.end(id, ReservationStatus::Cancelled, &mut changes);
         }
         self.refresh_status(now, &mut changes);
         self.commit(now, changes)
@@ -488,7 +488,7 @@ impl EventEngine {
     }
 
     /// Ends a live reservation: releases its inventory and drops it from memory.
-    fn end(&mut self, id: ReservationId, status: ReservationStatus, _now: Timestamp, changes: &mut Vec<Change>) {
+    fn end(&mut self, id: ReservationId, status: ReservationStatus, changes: &mut Vec<Change>) {
         let Some(r) = self.reservations.remove(&id) else { return };
         let from = if r.status == ReservationStatus::Held { SeatStatus::Held } else { SeatStatus::Sold };
         self.transfer(&r.items, from, SeatStatus::Available, changes);
