@@ -11,6 +11,9 @@
 //!    activated through the directory, evicted and activated again.
 //! 4. Hold latency over HTTP: the real application with PostgreSQL and with the embedded
 //!    store side by side, 64 concurrent clients each holding single seats one after another.
+//! 5. Hold latency over HTTP, open loop: the same two applications offered a fixed arrival
+//!    rate of single-seat holds; each request is spawned at its intended send time and its
+//!    latency counted from that time, so queueing anywhere (client, server, database) shows.
 //!
 //! Run with `cargo bench -p tiketi-benches --bench persistence`.
 
@@ -42,6 +45,11 @@ const LAG_SECONDS: u64 = 3;
 const ACTIVATION_LAYOUT: (u32, u32, u32) = (10, 200, 50);
 const SOLD: u32 = 20_000;
 const HELD: u32 = 5_000;
+/// Bench 5: offered rates (holds/s), each for a warm-up (not recorded) and then the measured
+/// time, on a fresh 100,000-seat event (the same layout as bench 4) per run.
+const OPEN_RATES: [u64; 2] = [2_000, 4_000];
+const OPEN_WARMUP: Duration = Duration::from_millis(500);
+const OPEN_SECONDS: u64 = 4;
 /// Bench 4: 64 clients for 3 s on a 100,000-seat event (10 sections x 100 rows x 100
 /// seats), fresh per run so no client runs out of seats.
 const CLIENTS: usize = 64;
@@ -60,7 +68,8 @@ fn main() {
 
 async fn run() {
     // `cargo bench --bench persistence -- lag` runs only the benchmarks whose name contains
-    // an argument (flusher, lag, activation, http); cargo's own `--bench` flag is ignored.
+    // an argument (flusher, lag, activation, http, http-open; so `http` runs both HTTP
+    // benchmarks); cargo's own `--bench` flag is ignored.
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
     let started = Instant::now();
@@ -139,6 +148,43 @@ async fn run() {
         notes.push(format!(
             "http: {holds} holds in all, {errors} refused or failed, {ran_out} clients ran out of seats early"
         ));
+    }
+
+    if wanted("http-open") {
+        for rate in OPEN_RATES {
+            let (pg, memory) = open_loop_holds(rate).await;
+            let pg_name = format!("5 HTTP open loop @ {rate} holds/s, PostgreSQL");
+            let memory_name = format!("5 HTTP open loop @ {rate} holds/s, embedded");
+            for (name, runs) in [(&pg_name, &pg), (&memory_name, &memory)] {
+                rows.push(Row::new(name, "achieved holds/s", runs.iter().map(|r| r.achieved_per_s), 0, ""));
+                rows.push(Row::new(name, "p50 ms", runs.iter().map(|r| r.p50_ms), 2, ""));
+                rows.push(Row::new(name, "p99 ms", runs.iter().map(|r| r.p99_ms), 2, ""));
+                rows.push(Row::new(name, "p99.9 ms", runs.iter().map(|r| r.p999_ms), 2, ""));
+                rows.push(Row::new(name, "journal drain after run ms", runs.iter().map(|r| r.drain_ms), 1, ""));
+            }
+            let ratio =
+                |f: fn(&OpenResult) -> f64| pg.iter().zip(&memory).map(|(p, m)| f(p) / f(m)).collect::<Vec<_>>();
+            let name = format!("5 open loop @ {rate}/s PG / embedded (per run pair)");
+            rows.push(Row::new(&name, "p50 ratio", ratio(|r| r.p50_ms), 3, "<= 1.10"));
+            rows.push(Row::new(&name, "p99 ratio", ratio(|r| r.p99_ms), 3, "<= 1.10"));
+            for (store, runs) in [("PostgreSQL", &pg), ("embedded", &memory)] {
+                let errors: u64 = runs.iter().map(|r| r.errors).sum();
+                let mut kinds = std::collections::BTreeMap::new();
+                for (kind, n) in runs.iter().flat_map(|r| &r.error_kinds) {
+                    *kinds.entry(kind.as_str()).or_insert(0) += n;
+                }
+                let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+                let kinds = if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) };
+                let holds: usize = runs.iter().map(|r| r.holds).sum();
+                let late = runs.iter().map(|r| r.max_send_late_ms).fold(0.0, f64::max);
+                let late_p99 = runs.iter().map(|r| r.p99_send_late_ms).fold(0.0, f64::max);
+                notes.push(format!(
+                    "open loop @ {rate}/s, {store}: {holds} recorded holds in {RUNS} runs, {errors} refused or \
+                     failed{kinds}; scheduler lateness (spawn after intended time) p99 <= {late_p99:.2} ms, max \
+                     {late:.2} ms"
+                ));
+            }
+        }
     }
 
     println!();
@@ -556,6 +602,138 @@ async fn token(res: reqwest::Response, expected: StatusCode) -> String {
     assert_eq!(res.status(), expected, "auth request");
     let body: Value = res.json().await.expect("a JSON body");
     body["token"].as_str().expect("a token").to_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Hold latency over HTTP, open loop
+
+struct OpenResult {
+    /// Recorded holds that succeeded, over the time from the first recorded intended send
+    /// to the last recorded response.
+    achieved_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    holds: usize,
+    errors: u64,
+    /// Failed requests by kind: an HTTP status, or "timeout" / "transport".
+    error_kinds: std::collections::BTreeMap<String, u64>,
+    drain_ms: f64,
+    p99_send_late_ms: f64,
+    max_send_late_ms: f64,
+}
+
+/// Both applications (fresh database for PostgreSQL), offered `rate` holds/s, `RUNS` times
+/// each, alternating which goes first.
+async fn open_loop_holds(rate: u64) -> (Vec<OpenResult>, Vec<OpenResult>) {
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().expect("an HTTP client");
+    let url = tiketi_testkit::fresh_database().await;
+    let pg = start_app(&client, "postgres", StoreKind::Postgres, url).await;
+    let memory = start_app(&client, "embedded", StoreKind::Memory, String::new()).await;
+    let (mut pg_runs, mut memory_runs) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        if run % 2 == 0 {
+            pg_runs.push(open_run(&client, &pg, rate).await);
+            memory_runs.push(open_run(&client, &memory, rate).await);
+        } else {
+            memory_runs.push(open_run(&client, &memory, rate).await);
+            pg_runs.push(open_run(&client, &pg, rate).await);
+        }
+    }
+    for app in [pg, memory] {
+        let _ = app.shutdown.send(());
+        app.task.await.expect("app task").unwrap_or_else(|e| panic!("{} shuts down cleanly: {e}", app.name));
+    }
+    (pg_runs, memory_runs)
+}
+
+/// One request's outcome: when it was meant to go, how late the scheduler spawned it, its
+/// latency from the intended time, and whether the hold was created (else why not).
+struct Sample {
+    intended: Instant,
+    late: Duration,
+    latency: Duration,
+    outcome: Result<(), String>,
+}
+
+async fn open_run(client: &Client, app: &App, rate: u64) -> OpenResult {
+    let event = create_http_event(client, app).await;
+    let res = client.get(format!("{}/events/{event}", app.base)).send().await.expect("GET event");
+    assert_eq!(res.status(), StatusCode::OK, "the event's actor activates");
+    let warmup = (rate as f64 * OPEN_WARMUP.as_secs_f64()) as usize;
+    let total = warmup + (rate * OPEN_SECONDS) as usize;
+    let seats = seat_ids();
+    assert!(total <= seats.len(), "a distinct seat for every hold");
+    let url = Arc::new(format!("{}/events/{event}/reservations", app.base));
+    let tokens: Arc<Vec<String>> = Arc::new(app.buyers.clone());
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+
+    // One scheduler on its own thread (a thread sleep is far finer than tokio's 1 ms
+    // timer): it spawns each request at its intended time and never waits for responses.
+    let handle = tokio::runtime::Handle::current();
+    let client = client.clone();
+    let start = Instant::now() + Duration::from_millis(20);
+    let (done, scheduled) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tasks = Vec::with_capacity(total);
+        for (i, seat) in seats.into_iter().take(total).enumerate() {
+            let intended = start + period * i as u32;
+            let now = Instant::now();
+            if intended > now {
+                std::thread::sleep(intended - now);
+            }
+            let late = Instant::now().saturating_duration_since(intended);
+            let (client, url, token) = (client.clone(), url.clone(), tokens[i % tokens.len()].clone());
+            tasks.push(handle.spawn(async move {
+                let res =
+                    client.post(url.as_str()).bearer_auth(&token).json(&json!({ "seatIds": [seat] })).send().await;
+                let outcome = match res {
+                    Ok(res) => {
+                        let status = res.status();
+                        let _ = res.bytes().await;
+                        if status == StatusCode::CREATED { Ok(()) } else { Err(status.as_u16().to_string()) }
+                    }
+                    Err(e) if e.is_timeout() => Err("timeout".to_owned()),
+                    Err(_) => Err("transport".to_owned()),
+                };
+                Sample { intended, late, latency: intended.elapsed(), outcome }
+            }));
+        }
+        let _ = done.send(tasks);
+    });
+    let tasks = scheduled.await.expect("the scheduler finishes");
+    let mut samples = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        samples.push(task.await.expect("request task"));
+    }
+    let drain = Instant::now();
+    app.state.directory().journal().flushed().await;
+    let drain_ms = ms(drain.elapsed());
+
+    let recorded = &samples[warmup..];
+    let measure_start = recorded[0].intended;
+    let last = recorded.iter().map(|s| s.intended + s.latency).max().expect("samples");
+    let mut latencies: Vec<Duration> = recorded.iter().filter(|s| s.outcome.is_ok()).map(|s| s.latency).collect();
+    let mut error_kinds = std::collections::BTreeMap::new();
+    for kind in recorded.iter().filter_map(|s| s.outcome.as_ref().err()) {
+        *error_kinds.entry(kind.clone()).or_insert(0) += 1;
+    }
+    let errors = error_kinds.values().sum();
+    let mut late: Vec<Duration> = samples.iter().map(|s| s.late).collect();
+    latencies.sort();
+    late.sort();
+    OpenResult {
+        achieved_per_s: latencies.len() as f64 / (last - measure_start).as_secs_f64(),
+        p50_ms: ms(percentile(&latencies, 0.50)),
+        p99_ms: ms(percentile(&latencies, 0.99)),
+        p999_ms: ms(percentile(&latencies, 0.999)),
+        holds: latencies.len(),
+        errors,
+        error_kinds,
+        drain_ms,
+        p99_send_late_ms: ms(percentile(&late, 0.99)),
+        max_send_late_ms: ms(*late.last().expect("samples")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
