@@ -72,6 +72,23 @@ pub async fn fresh_database() -> String {
     cluster.url(&name)
 }
 
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after `limit`. Tests
+/// wait for asynchronous effects with this instead of sleeping for a guessed time.
+pub async fn eventually<T, F, Fut>(what: &str, limit: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 fn parse_admin_url(url: &str) -> Cluster {
     let config: tokio_postgres::Config = url.parse().expect("TIKETI_TEST_DATABASE_URL is a PostgreSQL URL");
     let host = match config.get_hosts().first() {

@@ -210,19 +210,12 @@ impl TestApp {
     }
 
     /// Polls `check` every 20 ms until it returns `Some`, failing after 10 s.
-    pub async fn eventually<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub async fn eventually<T, F, Fut>(&self, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        tiketi_testkit::eventually(what, Duration::from_secs(10), check).await
     }
 
     /// Stops the application gracefully and checks it shut down cleanly.

@@ -3,10 +3,10 @@
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+pub use tiketi_testkit::eventually;
 
 pub const ADMIN_EMAIL: &str = "admin@durability.local";
 pub const ADMIN_PASSWORD: &str = "admin-password-for-durability";
@@ -52,22 +52,6 @@ impl Rng {
             let j = self.below(i as u64 + 1) as usize;
             items.swap(i, j);
         }
-    }
-}
-
-/// Polls `check` every 25 ms until it returns `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
