@@ -17,6 +17,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+/// How long a hold waits for the store's view of an idempotency key before going ahead
+/// without it.
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Most seat ids one request may name.
 const MAX_SEAT_IDS: usize = 100;
 
@@ -115,8 +119,10 @@ fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> String {
     hex(&hasher.finalize())
 }
 
-/// Binds an `Idempotency-Key` to this request. A key already stored for a different request
-/// (possibly of another event) is refused here; the event's actor checks its own keys.
+/// Binds an `Idempotency-Key` to this request. The event's actor checks its own event's
+/// keys exactly; this extra look at the store catches a key first used on another event.
+/// It is best effort and bounded: holds must keep working while the database is slow or
+/// down, so a store that does not answer in time is not consulted.
 async fn idempotency(
     state: &AppState,
     user: UserId,
@@ -124,7 +130,8 @@ async fn idempotency(
     fingerprint: String,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(key) = key else { return Ok(None) };
-    if let Some(stored) = state.store().idempotency(user, &key).await?
+    let lookup = tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store().idempotency(user, &key)).await;
+    if let Ok(Ok(Some(stored))) = lookup
         && stored.fingerprint != fingerprint
     {
         return Err(tiketi_actors::ActorError::IdempotencyMismatch.into());

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tiketi_api::settings::StoreKind;
 use tiketi_api::{Application, Settings};
+use tiketi_testkit::eventually;
 use uuid::Uuid;
 
 const ADMIN_EMAIL: &str = "admin@outage.local";
@@ -88,21 +89,6 @@ async fn ga_hold_of(api: &Api, event: &str) -> Value {
 
 fn reservation_id(body: &Value) -> Uuid {
     body["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("no reservation id in {body}"))
-}
-
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// What cancels answered: 200s (acknowledged, so they must be durable) and 503s.
@@ -235,6 +221,18 @@ async fn postgres_down_under_load_sheds_with_retry_after_and_loses_nothing_ackno
         assert_eq!(res.status(), StatusCode::CREATED, "hold with the database down");
         lapsing_holds.push(reservation_id(&res.json().await.unwrap()));
     }
+    // An idempotent hold too: checking its key must not need the database.
+    let res = api
+        .client
+        .post(api.url(&format!("/events/{lapsing}/reservations")))
+        .bearer_auth(&buyers[2])
+        .header("idempotency-key", "hold-during-outage")
+        .json(&seat_hold)
+        .send()
+        .await
+        .expect("request sent");
+    assert_eq!(res.status(), StatusCode::CREATED, "idempotent hold with the database down");
+    lapsing_holds.push(reservation_id(&res.json().await.unwrap()));
 
     // Holds keep succeeding until the backlog is full, then get 503 + Retry-After, and
     // none succeeds after that while the database stays down.
