@@ -2,7 +2,7 @@
 //! and the live seat stream.
 
 use crate::{
-    EventStatus, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus, TicketTypeId, Timestamp,
+    EventStatus, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,8 @@ pub enum Change {
     ReservationStatus {
         /// Which reservation.
         id: ReservationId,
+        /// Whose it is (the live stream tells the holder when a hold lapses).
+        user: UserId,
         /// Its new status.
         status: ReservationStatus,
     },

@@ -405,10 +405,10 @@ impl EventEngine {
         }
         r.status = ReservationStatus::Confirmed;
         r.updated_at = now;
-        let items = r.items.clone();
+        let (items, user) = (r.items.clone(), r.user);
         let mut changes = Vec::with_capacity(items.quantity() as usize + 1);
         self.transfer(&items, SeatStatus::Held, SeatStatus::Sold, &mut changes);
-        changes.push(Change::ReservationStatus { id, status: ReservationStatus::Confirmed });
+        changes.push(Change::ReservationStatus { id, user, status: ReservationStatus::Confirmed });
         Ok(self.commit(now, changes))
     }
 
@@ -498,7 +498,7 @@ impl EventEngine {
                 self.per_user.remove(&r.user);
             }
         }
-        changes.push(Change::ReservationStatus { id, status });
+        changes.push(Change::ReservationStatus { id, user: r.user, status });
     }
 
     /// Moves a reservation's inventory from one status to another (available, held or

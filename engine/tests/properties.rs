@@ -656,7 +656,7 @@ fn statuses(cs: &ChangeSet) -> Vec<(ReservationId, ReservationStatus)> {
     cs.changes
         .iter()
         .filter_map(|c| match c {
-            Change::ReservationStatus { id, status } => Some((*id, *status)),
+            Change::ReservationStatus { id, status, .. } => Some((*id, *status)),
             _ => None,
         })
         .collect()

@@ -274,7 +274,7 @@ fn a_tick_at_exactly_expires_at_releases_the_seats_and_reports_the_reservation_e
         [
             Change::Seat { seat: a, status: SeatStatus::Available },
             Change::Seat { seat: b, status: SeatStatus::Available },
-            Change::ReservationStatus { id: rid(1), status: ReservationStatus::Expired },
+            Change::ReservationStatus { id: rid(1), user: user(1), status: ReservationStatus::Expired },
         ]
     );
     assert_eq!((expired.seq, expired.at), (cs.seq + 1, expires_at));
@@ -298,9 +298,11 @@ fn confirming_after_expiry_is_an_invalid_transition() {
 
     // One millisecond earlier the other hold confirms.
     let confirmed = e.confirm(rid(2), Timestamp::from_millis(at(10).millis() - 1)).unwrap().unwrap();
-    assert!(
-        confirmed.changes.contains(&Change::ReservationStatus { id: rid(2), status: ReservationStatus::Confirmed })
-    );
+    assert!(confirmed.changes.contains(&Change::ReservationStatus {
+        id: rid(2),
+        user: user(1),
+        status: ReservationStatus::Confirmed
+    }));
 
     // Once the tick has ended it, the reservation is no longer live here.
     e.tick(at(10)).unwrap();
@@ -330,7 +332,7 @@ fn cancelling_a_hold_puts_its_seats_back_on_sale() {
     assert_eq!(released, held_seats(&held).into_iter().map(|s| (s, SeatStatus::Available)).collect::<Vec<_>>());
     assert_eq!(
         cs.changes.last(),
-        Some(&Change::ReservationStatus { id: rid(1), status: ReservationStatus::Cancelled })
+        Some(&Change::ReservationStatus { id: rid(1), user: user(1), status: ReservationStatus::Cancelled })
     );
     assert_eq!(e.counts(), SeatCounts { available: 36, held: 0, sold: 0, blocked: 0 });
     assert_eq!(e.user_quantity(user(1)), 0);
@@ -442,7 +444,7 @@ fn the_event_ends_at_sale_end() {
     let lapsed = e.tick(at(65)).unwrap();
     assert_eq!(
         lapsed.changes.last(),
-        Some(&Change::ReservationStatus { id: rid(1), status: ReservationStatus::Expired })
+        Some(&Change::ReservationStatus { id: rid(1), user: user(1), status: ReservationStatus::Expired })
     );
     assert_eq!(e.status(), EventStatus::Ended);
 }
@@ -461,7 +463,7 @@ fn cancelling_the_event_releases_holds_and_keeps_confirmed_reservations() {
         .changes
         .iter()
         .filter_map(|c| match c {
-            Change::ReservationStatus { id, status } => Some((*id, *status)),
+            Change::ReservationStatus { id, status, .. } => Some((*id, *status)),
             _ => None,
         })
         .collect();

@@ -76,7 +76,7 @@ impl Inner {
                     reservations_by_user.entry(r.user).or_default().push(r.id);
                     reservations.insert(r.id, (**r).clone());
                 }
-                Change::ReservationStatus { id, status } => {
+                Change::ReservationStatus { id, status, .. } => {
                     if let Some(r) = reservations.get_mut(id) {
                         r.status = *status;
                         r.updated_at = at;

@@ -56,7 +56,7 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
                     f.created_at.insert(r.id, f.created.len());
                     f.created.push((**r).clone());
                 }
-                Change::ReservationStatus { id, status } => match f.created_at.get(id) {
+                Change::ReservationStatus { id, status, .. } => match f.created_at.get(id) {
                     Some(&i) => {
                         f.created[i].status = *status;
                         f.created[i].updated_at = at;
