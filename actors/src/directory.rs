@@ -2,6 +2,7 @@
 //! use. This is the one seam that knows where an event's actor lives.
 
 use crate::event_actor::{EventActor, EventArgs};
+use crate::stream::StreamConfig;
 use crate::supervisor::EventSupervisor;
 use crate::{ActorError, Clock, EventHandle};
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
@@ -29,6 +30,8 @@ pub struct ActorConfig {
     pub overload_retry_after: Duration,
     /// How long idempotency keys are remembered.
     pub idempotency_retention: Duration,
+    /// The live seat stream.
+    pub stream: StreamConfig,
 }
 
 impl Default for ActorConfig {
@@ -40,6 +43,7 @@ impl Default for ActorConfig {
             busy_retry_after: Duration::from_secs(1),
             overload_retry_after: Duration::from_secs(2),
             idempotency_retention: Duration::from_secs(24 * 3600),
+            stream: StreamConfig::default(),
         }
     }
 }

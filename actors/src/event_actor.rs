@@ -4,14 +4,15 @@
 //! journal reports their change set committed. It never awaits the store while deciding.
 
 use crate::handle::{Caller, CancelCmd, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
+use crate::stream::{LiveStream, Resume, Subscription};
 use crate::views::{EventView, SeatEntry, SeatsSnapshot};
 use crate::{ActorConfig, ActorError, Clock};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventEngine, HoldRequest, Persisted, Reservation, ReservationId, Selection, Timestamp,
-    UserId,
+    ChangeSet, EngineError, EventEngine, HoldRequest, Persisted, QueueStanding, QueueView, Reservation, ReservationId,
+    Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
@@ -29,6 +30,18 @@ pub(crate) enum EventMsg {
     View(RpcReplyPort<EventView>),
     Seats(RpcReplyPort<Arc<SeatsSnapshot>>),
     Reservation(ReservationId, RpcReplyPort<Option<Reservation>>),
+    /// Join the admission queue (or learn where one stands, as a heartbeat).
+    QueueJoin(UserId, Reply<QueueStanding>),
+    /// Where a buyer stands; also the buyer's heartbeat.
+    QueueStatus(UserId, RpcReplyPort<QueueStanding>),
+    /// Leave the queue.
+    QueueLeave(UserId, Reply<()>),
+    /// The admin's view of the queue.
+    QueueView(RpcReplyPort<QueueView>),
+    /// An admin empties the queue; durable.
+    QueueClear(Reply<QueueView>),
+    /// Join the live stream, from a snapshot or from where a subscriber left off.
+    Subscribe(Option<Resume>, RpcReplyPort<Subscription>),
     SetBlocked {
         seat_ids: Vec<String>,
         blocked: bool,
@@ -42,6 +55,8 @@ pub(crate) enum EventMsg {
     Committed(u64),
     /// Retry handing the overflow to the journal (it was full).
     Drain,
+    /// Send the live-stream changes gathered since the last frame.
+    Flush,
 }
 
 /// What an event actor starts from.
@@ -72,6 +87,11 @@ pub(crate) struct EventState {
     /// When the armed timer fires, if one is armed.
     timer_at: Option<Timestamp>,
     seats_cache: Option<Arc<SeatsSnapshot>>,
+    /// The fixed part of every seat, shared by every snapshot.
+    layout: Arc<[SeatEntry]>,
+    stream: LiveStream,
+    /// Whether a [`EventMsg::Flush`] is scheduled.
+    flush_armed: bool,
 }
 
 impl Actor for EventActor {
@@ -98,6 +118,8 @@ impl Actor for EventActor {
                 seq: snapshot.seq,
                 serial: snapshot.serial,
                 status: record.status,
+                queue: snapshot.queue,
+                queue_opened: snapshot.queue_opened,
             },
             now,
         );
@@ -110,6 +132,9 @@ impl Actor for EventActor {
             .collect();
         let mut state = EventState {
             committed: engine.seq(),
+            stream: LiveStream::new(config.stream.clone(), engine.seq()),
+            layout: layout_of(engine.seats()),
+            flush_armed: false,
             engine,
             record,
             journal,
@@ -159,6 +184,20 @@ impl Actor for EventActor {
             EventMsg::Reservation(id, reply) => {
                 let _ = reply.send(state.engine.reservation(id).cloned());
             }
+            EventMsg::QueueJoin(user, reply) => state.join_queue(user, reply),
+            EventMsg::QueueStatus(user, reply) => {
+                let now = state.clock.now();
+                let _ = reply.send(state.engine.queue_status(user, now));
+            }
+            EventMsg::QueueLeave(user, reply) => state.leave_queue(user, reply),
+            EventMsg::QueueView(reply) => {
+                let _ = reply.send(state.engine.queue_view(state.clock.now()));
+            }
+            EventMsg::QueueClear(reply) => state.clear_queue(reply),
+            EventMsg::Subscribe(resume, reply) => {
+                let EventState { stream, engine, seats_cache, layout, .. } = state;
+                let _ = reply.send(stream.subscribe(engine, || seats_of(engine, layout, seats_cache), resume));
+            }
             EventMsg::SetBlocked { seat_ids, blocked, reply } => state.set_blocked(&seat_ids, blocked, reply),
             EventMsg::Update(patch, reply) => state.update(*patch, reply),
             EventMsg::CancelEvent(reply) => state.cancel_event(reply),
@@ -171,9 +210,14 @@ impl Actor for EventActor {
             EventMsg::Committed(seq) => state.committed(seq),
             // The overflow was retried above.
             EventMsg::Drain => state.drain_armed = false,
+            EventMsg::Flush => {
+                state.flush_armed = false;
+                state.stream.flush(&state.engine);
+            }
         }
         state.arm_timer(&myself);
         state.arm_drain(&myself);
+        state.arm_flush(&myself);
         Ok(())
     }
 }
@@ -205,6 +249,18 @@ impl EventState {
         self.journal.try_reserve().map_err(|_| ActorError::Overloaded { retry_after: self.config.overload_retry_after })
     }
 
+    /// [`EventState::reserve`] for a command with a reply: on refusal the reply is sent
+    /// here and the caller simply returns.
+    fn reserve_for<T>(&mut self, reply: Reply<T>) -> Option<(JournalPermit, Reply<T>)> {
+        match self.reserve() {
+            Ok(permit) => Some((permit, reply)),
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+        }
+    }
+
     /// Publishes a change set that cannot be refused (time passing), keeping seq order.
     fn push(&mut self, entry: JournalEntry) {
         self.note_changes(&entry.changes);
@@ -222,6 +278,7 @@ impl EventState {
     /// Everything that must follow any change: invalidate cached reads.
     fn note_changes(&mut self, changes: &ChangeSet) {
         if !changes.changes.is_empty() {
+            self.stream.record(changes);
             self.seats_cache = None;
             if let Some(status) = changes.event_status() {
                 self.record.status = status;
@@ -267,17 +324,11 @@ impl EventState {
             let _ = reply.send(seen.and_then(|r| outcome_result(&r.outcome)));
             return;
         }
-        let permit = match self.reserve() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
-        let decided = self
-            .selection(cmd.selection)
-            .and_then(|selection| self.engine.hold(HoldRequest { id: cmd.id, user: cmd.user, selection }, now));
+        let decided = self.selection(cmd.selection).and_then(|selection| {
+            self.engine.hold(HoldRequest { id: cmd.id, user: cmd.user, selection, admitted: cmd.admitted }, now)
+        });
         let (changes, result) = match decided {
             Ok(changes) => {
                 let r = self.engine.reservation(cmd.id).cloned().expect("a successful hold creates its reservation");
@@ -294,6 +345,45 @@ impl EventState {
             self.send(permit, JournalEntry { idempotency, ..self.entry(changes) });
         }
         let _ = reply.send(result.map_err(ActorError::from));
+    }
+
+    fn join_queue(&mut self, user: UserId, reply: Reply<QueueStanding>) {
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        let result = match self.engine.join_queue(user, now) {
+            Ok((standing, changes)) => {
+                if let Some(changes) = changes {
+                    self.send(permit, self.entry(changes));
+                }
+                Ok(standing)
+            }
+            Err(e) => Err(e.into()),
+        };
+        let _ = reply.send(result);
+    }
+
+    fn leave_queue(&mut self, user: UserId, reply: Reply<()>) {
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        if let Some(changes) = self.engine.leave_queue(user, self.clock.now()) {
+            self.send(permit, self.entry(changes));
+        }
+        let _ = reply.send(Ok(()));
+    }
+
+    fn clear_queue(&mut self, reply: Reply<QueueView>) {
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        match self.engine.clear_queue(now) {
+            Some(changes) => {
+                let seq = changes.seq;
+                self.send(permit, self.entry(changes));
+                let view = self.engine.queue_view(now);
+                self.answer_when_durable(seq, reply, Ok(view));
+            }
+            None => {
+                let _ = reply.send(Ok(self.engine.queue_view(now)));
+            }
+        }
     }
 
     fn selection(&self, input: SelectionInput) -> Result<Selection, EngineError> {
@@ -330,13 +420,7 @@ impl EventState {
             let _ = reply.send(Err(EngineError::ReservationNotFound.into()));
             return;
         }
-        let permit = match self.reserve() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
         let mut reservation = self.engine.reservation(cmd.reservation).cloned().expect("checked above");
         let changes = self.engine.cancel(cmd.reservation, now).expect("a live reservation can always be cancelled");
@@ -377,13 +461,7 @@ impl EventState {
                 return;
             }
         };
-        let permit = match self.reserve() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
         let changes = if blocked { self.engine.block(&seats, now) } else { Ok(self.engine.unblock(&seats, now)) };
         match changes {
@@ -408,13 +486,7 @@ impl EventState {
             let _ = reply.send(Err(e));
             return;
         }
-        let permit = match self.reserve() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
         record.updated_at = now;
         let changes = self.engine.set_rules(record.rules(), now).unwrap_or_else(|| self.no_changes());
@@ -429,13 +501,7 @@ impl EventState {
     }
 
     fn cancel_event(&mut self, reply: Reply<EventView>) {
-        let permit = match self.reserve() {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = reply.send(Err(e));
-                return;
-            }
-        };
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
         let changes = self.engine.cancel_event(now).unwrap_or_else(|| self.no_changes());
         self.record.status = tiketi_engine::EventStatus::Cancelled;
@@ -458,24 +524,16 @@ impl EventState {
     }
 
     fn seats(&mut self) -> Arc<SeatsSnapshot> {
-        if let Some(cached) = &self.seats_cache {
-            return cached.clone();
+        seats_of(&self.engine, &self.layout, &mut self.seats_cache)
+    }
+
+    /// Schedules the next live-stream frame when changes are waiting for one.
+    fn arm_flush(&mut self, myself: &ActorRef<EventMsg>) {
+        if self.flush_armed || !self.stream.has_pending() {
+            return;
         }
-        let map = self.engine.seats();
-        let mut seats = Vec::with_capacity(map.len() as usize);
-        map.for_each(|index, info| {
-            seats.push(SeatEntry {
-                id: map.seat_id(index),
-                section: info.section.to_owned(),
-                row: info.row.to_owned(),
-                number: info.number,
-                price: info.price,
-                status: info.status,
-            });
-        });
-        let snapshot = Arc::new(SeatsSnapshot { seq: self.engine.seq(), seats });
-        self.seats_cache = Some(snapshot.clone());
-        snapshot
+        self.flush_armed = true;
+        myself.send_after(self.stream.tick(), || EventMsg::Flush);
     }
 
     /// While change sets wait in the overflow, retries handing them to the journal on its
@@ -503,6 +561,37 @@ impl EventState {
         let delay = self.clock.until(next);
         myself.send_after(delay, || EventMsg::Tick);
     }
+}
+
+/// The whole seat map at the engine's seq, built once per seq: a copy of the status bytes
+/// beside the shared fixed part.
+fn seats_of(
+    engine: &EventEngine,
+    layout: &Arc<[SeatEntry]>,
+    cache: &mut Option<Arc<SeatsSnapshot>>,
+) -> Arc<SeatsSnapshot> {
+    if let Some(cached) = cache {
+        return cached.clone();
+    }
+    let statuses = engine.seats().statuses().to_vec();
+    let snapshot = Arc::new(SeatsSnapshot { seq: engine.seq(), layout: layout.clone(), statuses });
+    *cache = Some(snapshot.clone());
+    snapshot
+}
+
+/// The fixed part of every seat, in seat index order.
+fn layout_of(map: &tiketi_engine::SeatMap) -> Arc<[SeatEntry]> {
+    let mut seats = Vec::with_capacity(map.len() as usize);
+    map.for_each(|index, info| {
+        seats.push(SeatEntry {
+            id: map.seat_id(index),
+            section: info.section.to_owned(),
+            row: info.row.to_owned(),
+            number: info.number,
+            price: info.price,
+        });
+    });
+    seats.into()
 }
 
 fn may_touch(caller: &Caller, owner: UserId) -> bool {

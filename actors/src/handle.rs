@@ -2,6 +2,7 @@
 //! call and a bound on requests in flight.
 
 use crate::event_actor::EventMsg;
+use crate::stream::{Resume, Subscription};
 use crate::views::{EventView, SeatsSnapshot};
 use crate::{ActorConfig, ActorError};
 use ractor::rpc::CallResult;
@@ -9,7 +10,9 @@ use ractor::{ActorRef, RpcReplyPort};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tiketi_engine::{EventId, Reservation, ReservationId, TicketTypeId, Timestamp, UserId};
+use tiketi_engine::{
+    EventId, QueueSettings, QueueStanding, QueueView, Reservation, ReservationId, TicketTypeId, Timestamp, UserId,
+};
 use tiketi_persistence::EventRecord;
 
 /// Who is asking.
@@ -64,6 +67,9 @@ pub struct HoldCmd {
     pub selection: SelectionInput,
     /// Idempotency key, if the request carried one.
     pub idempotency: Option<IdempotencyKey>,
+    /// The buyer showed a valid admission token for this event (checked by the caller);
+    /// on a queue-gated event the actor also checks that the buyer is admitted now.
+    pub admitted: bool,
 }
 
 /// Cancel a reservation.
@@ -100,6 +106,8 @@ pub struct EventPatch {
     pub hold_ttl: Option<Duration>,
     /// Largest reservation.
     pub max_per_reservation: Option<u32>,
+    /// Admission-queue settings.
+    pub queue: Option<QueueSettings>,
 }
 
 impl EventPatch {
@@ -118,7 +126,8 @@ impl EventPatch {
             sale_end,
             per_user_limit,
             hold_ttl,
-            max_per_reservation
+            max_per_reservation,
+            queue
         );
         if record.sale_end <= record.sale_start {
             return Err(ActorError::Invalid { field: "saleEnd".into(), message: "must be after saleStart".into() });
@@ -200,6 +209,38 @@ impl EventHandle {
     /// The whole seat map at the current seq.
     pub async fn seats(&self) -> Result<Arc<SeatsSnapshot>, ActorError> {
         self.call(EventMsg::Seats, self.config.call_timeout).await
+    }
+
+    /// Joins the admission queue; joining again is a heartbeat and answers where the buyer
+    /// stands.
+    pub async fn join_queue(&self, user: UserId) -> Result<QueueStanding, ActorError> {
+        self.call(|r| EventMsg::QueueJoin(user, r), self.config.call_timeout).await?
+    }
+
+    /// Where a buyer stands in the queue; also the buyer's heartbeat.
+    pub async fn queue_status(&self, user: UserId) -> Result<QueueStanding, ActorError> {
+        self.call(|r| EventMsg::QueueStatus(user, r), self.config.call_timeout).await
+    }
+
+    /// Leaves the queue (frees an admitted slot at once).
+    pub async fn leave_queue(&self, user: UserId) -> Result<(), ActorError> {
+        self.call(|r| EventMsg::QueueLeave(user, r), self.config.call_timeout).await?
+    }
+
+    /// The admin's view of the queue.
+    pub async fn queue_view(&self) -> Result<QueueView, ActorError> {
+        self.call(EventMsg::QueueView, self.config.call_timeout).await
+    }
+
+    /// Empties the queue (admin); durable.
+    pub async fn clear_queue(&self) -> Result<QueueView, ActorError> {
+        self.call(EventMsg::QueueClear, self.config.durable_timeout).await?
+    }
+
+    /// Joins the event's live stream: from a snapshot, or from `resume` when the actor's
+    /// replay buffer still covers it.
+    pub async fn subscribe(&self, resume: Option<Resume>) -> Result<Subscription, ActorError> {
+        self.call(|r| EventMsg::Subscribe(resume, r), self.config.call_timeout).await
     }
 
     /// A live reservation of this event (held or confirmed), as the actor sees it now.

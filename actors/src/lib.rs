@@ -13,6 +13,7 @@ mod directory;
 mod error;
 mod event_actor;
 mod handle;
+mod stream;
 mod supervisor;
 mod views;
 
@@ -20,4 +21,5 @@ pub use clock::Clock;
 pub use directory::{ActorConfig, Directory, Runtime};
 pub use error::ActorError;
 pub use handle::{Caller, CancelCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
+pub use stream::{Frame, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
 pub use views::{EventView, SeatEntry, SeatsSnapshot};

@@ -1,5 +1,6 @@
 //! Read models the actor hands out: cheap to share, never borrowed from actor state.
 
+use std::sync::Arc;
 use tiketi_engine::{EventStatus, SeatCounts, SeatStatus, TicketTypeState};
 use tiketi_persistence::EventRecord;
 
@@ -18,7 +19,7 @@ pub struct EventView {
     pub seq: u64,
 }
 
-/// One seat in a seat-map snapshot.
+/// What never changes about a seat (layouts are fixed once an event exists).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatEntry {
     /// Seat id, e.g. `VIP-A-12`.
@@ -31,15 +32,23 @@ pub struct SeatEntry {
     pub number: u32,
     /// Price.
     pub price: i64,
-    /// Status.
-    pub status: SeatStatus,
 }
 
-/// The whole seat map at one sequence number. Built once per seq and shared.
+/// The whole seat map at one sequence number. The actor only copies one status byte per
+/// seat into it; the fixed part of each seat is built once per actor and shared.
 #[derive(Debug, Clone)]
 pub struct SeatsSnapshot {
     /// The seq of the last change folded in.
     pub seq: u64,
-    /// Every seat, in layout order.
-    pub seats: Vec<SeatEntry>,
+    /// Every seat's fixed part, in layout (seat index) order.
+    pub layout: Arc<[SeatEntry]>,
+    /// Every seat's status, in the same order.
+    pub statuses: Vec<SeatStatus>,
+}
+
+impl SeatsSnapshot {
+    /// Each seat with its status, in layout order.
+    pub fn seats(&self) -> impl Iterator<Item = (&SeatEntry, SeatStatus)> {
+        self.layout.iter().zip(self.statuses.iter().copied())
+    }
 }

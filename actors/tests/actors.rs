@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tiketi_actors::{ActorConfig, ActorError, Caller, CancelCmd, Clock, EventHandle, HoldCmd, Runtime, SelectionInput};
 use tiketi_engine::{
-    EngineError, EventId, EventStatus, LayoutSpec, Reservation, ReservationId, ReservationStatus, SeatStatus,
-    Timestamp, UserId,
+    EngineError, EventId, EventStatus, LayoutSpec, QueueSettings, QueueStanding, Reservation, ReservationId,
+    ReservationStatus, SeatStatus, Timestamp, UserId,
 };
 use tiketi_persistence::journal::JournalConfig;
 use tiketi_persistence::{
@@ -138,6 +138,8 @@ fn event_record(sale_start: Timestamp, sale_end: Timestamp, hold_ttl: Duration) 
         per_user_limit: 0,
         hold_ttl,
         max_per_reservation: 10,
+        queue: tiketi_engine::QueueSettings::default(),
+        queue_seed: [7; 32],
         status: EventStatus::Upcoming,
         created_at: T0,
         updated_at: T0,
@@ -172,6 +174,7 @@ fn hold(n: u128, seats: &[&str]) -> HoldCmd {
         user: user(n),
         selection: SelectionInput::Seats(seats.iter().map(|s| s.to_string()).collect()),
         idempotency: None,
+        admitted: false,
     }
 }
 
@@ -182,7 +185,7 @@ fn seat(i: usize) -> String {
 
 async fn seat_status(handle: &EventHandle, id: &str) -> SeatStatus {
     let seats = handle.seats().await.expect("seat map");
-    seats.seats.iter().find(|s| s.id == id).expect("seat exists").status
+    seats.seats().find(|(s, _)| s.id == id).expect("seat exists").1
 }
 
 /// Lets every task that can make progress run (timers that are due, the actor's mailbox,
@@ -308,7 +311,7 @@ async fn an_evicted_actor_is_reactivated_from_the_store_with_the_same_state() {
     assert_ne!(second.actor_id(), first.actor_id());
     let seats_after = second.seats().await.unwrap();
     assert_eq!(seats_after.seq, seats_before.seq);
-    assert_eq!(seats_after.seats, seats_before.seats);
+    assert_eq!(seats_after.statuses, seats_before.statuses);
     let view_after = second.view().await.unwrap();
     assert_eq!((view_after.seq, view_after.counts), (view_before.seq, view_before.counts));
     assert_eq!(view_after.counts.held, 3);
@@ -334,7 +337,7 @@ async fn a_killed_actor_is_reactivated_from_the_store_on_the_next_request() {
     assert_ne!(second.actor_id(), first.actor_id());
     let seats_after = second.seats().await.unwrap();
     assert_eq!(seats_after.seq, seats_before.seq);
-    assert_eq!(seats_after.seats, seats_before.seats);
+    assert_eq!(seats_after.statuses, seats_before.statuses);
     // The new actor keeps deciding from where the old one stopped.
     assert_eq!(
         second.hold(hold(3, &["S1-A-1"])).await,
@@ -504,5 +507,48 @@ async fn shutdown_returns_once_the_store_has_every_acknowledged_hold() {
         // No polling: shutdown returned after the commit.
         let stored = store.reservation(id).await.unwrap().expect("hold is in the store");
         assert_eq!(stored.status, ReservationStatus::Held);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_admission_queue_survives_a_restart_of_the_events_actor() {
+    let store = GatedStore::new();
+    let mut record = on_sale();
+    record.queue = QueueSettings { enabled: true, rate_per_second: 0, max_active: 2, ..QueueSettings::default() };
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    let directory = runtime.directory();
+    let first = directory.get(record.id).await.unwrap();
+    let mut before = Vec::new();
+    for n in 1..=5 {
+        before.push(first.join_queue(user(n)).await.unwrap());
+    }
+    // Two admitted (the cap), three waiting in order.
+    assert!(matches!(before[1], QueueStanding::Admitted { .. }), "{before:?}");
+    assert_eq!(before[4], first.queue_status(user(5)).await.unwrap());
+    assert!(matches!(before[4], QueueStanding::Waiting { position: Some(3), .. }), "{before:?}");
+    directory.journal().flushed().await;
+
+    directory.evict(record.id).await;
+    let second = directory.get(record.id).await.unwrap();
+    assert_ne!(second.actor_id(), first.actor_id());
+    for n in 1..=5 {
+        let after = second.queue_status(user(n)).await.unwrap();
+        assert_eq!(place(after), place(before[n as usize - 1]), "buyer {n}");
+    }
+    let view = second.queue_view().await.unwrap();
+    assert_eq!((view.waiting, view.active), (3, 2));
+
+    // The restored queue moves on: the first admitted buyer leaves, the next goes in.
+    second.leave_queue(user(1)).await.unwrap();
+    advance(Duration::from_millis(100)).await;
+    assert!(matches!(second.queue_status(user(3)).await.unwrap(), QueueStanding::Admitted { .. }));
+}
+
+/// A standing without its wait estimate: positions and admissions survive a restart, while
+/// the estimate starts again from the restored actor's own observations.
+fn place(standing: QueueStanding) -> QueueStanding {
+    match standing {
+        QueueStanding::Waiting { position, .. } => QueueStanding::Waiting { position, estimated_wait: None },
+        other => other,
     }
 }

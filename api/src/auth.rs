@@ -12,7 +12,7 @@ use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
-use tiketi_engine::{Timestamp, UserId};
+use tiketi_engine::{EventId, Timestamp, UserId};
 use tiketi_persistence::{Role, UserRecord};
 
 /// Access-token claims.
@@ -26,11 +26,25 @@ struct Claims {
     exp: i64,
 }
 
+/// Admission-token claims: who may reserve in which event, until when.
+#[derive(Debug, Serialize, Deserialize)]
+struct AdmissionClaims {
+    sub: uuid::Uuid,
+    evt: uuid::Uuid,
+    iss: String,
+    aud: String,
+    exp: i64,
+}
+
+/// The `aud` of admission tokens: never accepted as an access token, and the reverse.
+const ADMISSION_AUDIENCE: &str = "tiketi-admission";
+
 /// Everything needed to hash passwords and issue and verify tokens.
 pub struct AuthKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    admission_validation: Validation,
     issuer: String,
     audience: String,
     access_ttl: Duration,
@@ -52,12 +66,18 @@ impl AuthKeys {
         validation.set_audience(&[&settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        let mut admission_validation = Validation::new(jsonwebtoken::Algorithm::HS256);
+        admission_validation.set_issuer(&[&settings.issuer]);
+        admission_validation.set_audience(&[ADMISSION_AUDIENCE]);
+        admission_validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        admission_validation.leeway = 0;
         let params = Params::new(settings.argon2_memory_kib, settings.argon2_iterations, 1, None)
             .map_err(|e| format!("auth.argon2_*: {e}"))?;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             validation,
+            admission_validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
             access_ttl: Duration::from_secs(settings.access_ttl_secs),
@@ -106,6 +126,26 @@ impl AuthKeys {
         Ok(AuthUser { id: UserId(data.claims.sub), role: data.claims.role })
     }
 
+    /// A signed admission token: `user` may reserve in `event` until `until` (rounded up to
+    /// the second).
+    pub fn issue_admission(&self, user: UserId, event: EventId, until: Timestamp) -> Result<String, ApiError> {
+        let claims = AdmissionClaims {
+            sub: user.uuid(),
+            evt: event.uuid(),
+            iss: self.issuer.clone(),
+            aud: ADMISSION_AUDIENCE.into(),
+            exp: (until.millis() + 999) / 1000,
+        };
+        jsonwebtoken::encode(&Header::new(jsonwebtoken::Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("token signing failed: {e}")))
+    }
+
+    /// Whether `token` is a valid, unexpired admission token for this buyer and event.
+    pub fn verify_admission(&self, token: &str, user: UserId, event: EventId) -> bool {
+        jsonwebtoken::decode::<AdmissionClaims>(token, &self.decoding, &self.admission_validation)
+            .is_ok_and(|data| data.claims.sub == user.uuid() && data.claims.evt == event.uuid())
+    }
+
     /// A new refresh token and the hash to store for it.
     pub fn new_refresh_token(&self) -> (String, String) {
         let token = random_token();
@@ -135,7 +175,12 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// 256 random bits from the OS, hex-encoded.
 pub fn random_token() -> String {
+    hex(&random_seed())
+}
+
+/// 256 random bits from the OS (an admission queue's draw seed).
+pub fn random_seed() -> [u8; 32] {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
-    hex(&bytes)
+    bytes
 }

@@ -45,6 +45,8 @@ pub async fn seed(state: &AppState) -> Result<Option<EventId>, StoreError> {
         per_user_limit: 4,
         hold_ttl: Duration::from_secs(300),
         max_per_reservation: 4,
+        queue: tiketi_engine::QueueSettings::default(),
+        queue_seed: crate::auth::random_seed(),
         status: EventStatus::OnSale,
         created_at: now,
         updated_at: now,

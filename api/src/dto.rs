@@ -190,6 +190,8 @@ pub struct EventDetailDto {
     pub ticket_types: Vec<TicketTypeDto>,
     /// Live seat counts.
     pub availability: AvailabilityDto,
+    /// Admission-queue settings.
+    pub queue: crate::routes::queue::QueueSettingsDto,
     /// Sequence number of the last change.
     pub version: u64,
 }
@@ -231,6 +233,7 @@ impl EventDetailDto {
                 blocked: v.counts.blocked,
                 total: v.counts.total(),
             },
+            queue: (&v.record.queue).into(),
             version: v.seq,
         }
     }

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// Authenticated but not allowed.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The event's admission queue gates reservations and no valid admission was shown.
+    #[error("{0}")]
+    AdmissionRequired(&'static str),
     /// No such thing (or not yours).
     #[error("{what} not found")]
     NotFound {
@@ -70,7 +73,7 @@ impl ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::AdmissionRequired(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -86,6 +89,7 @@ impl ApiError {
             Self::Validation { .. } => "validation_failed".into(),
             Self::Unauthorized(_) => "unauthorized".into(),
             Self::Forbidden(_) => "forbidden".into(),
+            Self::AdmissionRequired(_) => "admission_required".into(),
             Self::NotFound { what } => format!("{what}_not_found"),
             Self::Conflict { code, .. } => (*code).into(),
             Self::PayloadTooLarge => "payload_too_large".into(),
@@ -161,6 +165,10 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidTransition { from, to } => {
                 Self::Conflict { code: "invalid_state", message, details: json!({ "status": from, "requested": to }) }
             }
+            EngineError::QueueDisabled => Self::Conflict { code: "queue_disabled", message, details: json!({}) },
+            EngineError::AdmissionRequired => Self::AdmissionRequired(
+                "this event's queue gates reservations: join it and reserve with the admission token while admitted",
+            ),
         }
     }
 }

@@ -4,7 +4,9 @@ pub mod admin;
 pub mod auth;
 pub mod events;
 pub mod health;
+pub mod queue;
 pub mod reservations;
+pub mod stream;
 
 use crate::state::AppState;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,5 +17,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(events::router())
         .merge(reservations::router())
+        .merge(stream::router())
+        .merge(queue::router())
         .merge(admin::router())
 }

@@ -27,6 +27,8 @@ pub struct Settings {
     pub events: EventSettings,
     /// Write-behind journal.
     pub journal: JournalSettings,
+    /// The live seat stream over WebSocket.
+    pub stream: StreamSettings,
     /// Demo data.
     pub demo: DemoSettings,
 }
@@ -143,6 +145,28 @@ pub struct JournalSettings {
     pub max_batch: usize,
 }
 
+/// `[stream]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSettings {
+    /// Changes are gathered this long, then sent as one frame.
+    pub tick_ms: u64,
+    /// Frames a subscriber may fall behind before it is resynced.
+    pub channel_capacity: usize,
+    /// Recent frames kept per event for `resume`.
+    pub replay_frames: usize,
+    /// WebSocket connections this node accepts; past it: 503 + Retry-After.
+    pub max_connections: usize,
+    /// Largest message a client may send.
+    pub max_message_bytes: usize,
+    /// A send that takes longer (the client stopped reading) drops the connection.
+    pub send_timeout_ms: u64,
+    /// Resyncs a connection may need within a minute before it is dropped as too slow.
+    pub max_resyncs_per_minute: u32,
+    /// How often a buyer waiting in an admission queue gets a position update.
+    pub queue_update_secs: u64,
+}
+
 /// `[demo]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +219,11 @@ impl Settings {
         if self.events.max_in_flight == 0 {
             return Err("events.max_in_flight: must be at least 1".into());
         }
+        if self.stream.tick_ms == 0 || self.stream.channel_capacity == 0 || self.stream.max_message_bytes == 0 {
+            return Err(
+                "stream.tick_ms, stream.channel_capacity and stream.max_message_bytes: must be at least 1".into()
+            );
+        }
         if self.journal.capacity == 0 || self.journal.max_batch == 0 {
             return Err("journal.capacity and journal.max_batch: must be at least 1".into());
         }
@@ -210,16 +239,22 @@ fn env_provider() -> Env {
     Env::prefixed("TIKETI_").ignore(&["ENV", "CONFIG_DIR"]).split("__")
 }
 
-impl EventSettings {
+impl Settings {
     /// As the actors' configuration.
     pub fn actor_config(&self) -> tiketi_actors::ActorConfig {
+        let (events, stream) = (&self.events, &self.stream);
         tiketi_actors::ActorConfig {
-            call_timeout: Duration::from_millis(self.call_timeout_ms),
-            durable_timeout: Duration::from_millis(self.durable_timeout_ms),
-            max_in_flight: self.max_in_flight,
-            busy_retry_after: Duration::from_secs(self.busy_retry_after_secs),
-            overload_retry_after: Duration::from_secs(self.overload_retry_after_secs),
-            idempotency_retention: Duration::from_secs(self.idempotency_retention_hours * 3600),
+            call_timeout: Duration::from_millis(events.call_timeout_ms),
+            durable_timeout: Duration::from_millis(events.durable_timeout_ms),
+            max_in_flight: events.max_in_flight,
+            busy_retry_after: Duration::from_secs(events.busy_retry_after_secs),
+            overload_retry_after: Duration::from_secs(events.overload_retry_after_secs),
+            idempotency_retention: Duration::from_secs(events.idempotency_retention_hours * 3600),
+            stream: tiketi_actors::StreamConfig {
+                tick: Duration::from_millis(stream.tick_ms),
+                channel_capacity: stream.channel_capacity,
+                replay_frames: stream.replay_frames,
+            },
         }
     }
 }

@@ -54,7 +54,7 @@ impl Application {
             max_batch: settings.journal.max_batch,
             ..JournalConfig::default()
         };
-        let runtime = Runtime::start(store, journal, settings.events.actor_config(), clock)
+        let runtime = Runtime::start(store, journal, settings.actor_config(), clock)
             .await
             .context("starting the actor system")?;
         let state = AppState::new(runtime.directory().clone(), auth, settings.clone());
@@ -130,6 +130,7 @@ fn router(state: AppState) -> Router {
         .merge(api)
         .merge(crate::openapi::router(doc))
         .merge(routes::health::router())
+        .route("/metrics", axum::routing::get(crate::metrics::serve))
         .fallback(|| async { ApiError::NotFound { what: "route" } })
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

@@ -2,13 +2,14 @@
 
 use crate::auth::AuthKeys;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::settings::Settings;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tiketi_actors::{Directory, EventHandle};
 use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp};
 use tiketi_persistence::Store;
+use tokio::sync::{Semaphore, watch};
 
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
@@ -20,8 +21,10 @@ struct Inner {
     directory: Directory,
     auth: AuthKeys,
     settings: Settings,
-    draining: AtomicBool,
+    draining: watch::Sender<bool>,
     labels: Mutex<HashMap<EventId, Arc<SeatMap>>>,
+    metrics: Metrics,
+    ws_slots: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -31,9 +34,11 @@ impl AppState {
             inner: Arc::new(Inner {
                 directory,
                 auth,
+                ws_slots: Arc::new(Semaphore::new(settings.stream.max_connections)),
                 settings,
-                draining: AtomicBool::new(false),
+                draining: watch::Sender::new(false),
                 labels: Mutex::default(),
+                metrics: Metrics::new(),
             }),
         }
     }
@@ -70,12 +75,28 @@ impl AppState {
 
     /// Whether the node is shutting down (not ready).
     pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
+        *self.inner.draining.borrow()
     }
 
-    /// Marks the node as shutting down.
+    /// Marks the node as shutting down; long-lived connections watching
+    /// [`AppState::draining`] close.
     pub fn start_draining(&self) {
-        self.inner.draining.store(true, Ordering::Release);
+        self.inner.draining.send_replace(true);
+    }
+
+    /// Changes to `true` when the node starts shutting down.
+    pub fn draining(&self) -> watch::Receiver<bool> {
+        self.inner.draining.subscribe()
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A WebSocket connection slot, or `None` at the configured limit.
+    pub fn ws_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.inner.ws_slots.clone().try_acquire_owned().ok()
     }
 
     /// Seat ids for seat indexes of an event. Layouts never change after an event is

@@ -10,8 +10,8 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tiketi_engine::{
-    ChangeSet, EngineError, EventEngine, EventId, EventRules, HoldRequest, LayoutSpec, ReservationId, SeatIndex,
-    SeatMap, Selection, Timestamp, UserId,
+    ChangeSet, EngineError, EventEngine, EventId, EventRules, HoldRequest, LayoutSpec, QueueSettings, ReservationId,
+    SeatIndex, SeatMap, Selection, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -44,6 +44,8 @@ fn pristine(layout: &LayoutSpec) -> EventEngine {
         hold_ttl: HOLD_TTL,
         max_per_reservation: 10,
         cancelled: false,
+        queue: QueueSettings::default(),
+        queue_seed: [0; 32],
     };
     let seats = SeatMap::new(layout).expect("grid layouts are valid");
     EventEngine::new(EventId(Uuid::from_u128(1)), rules, seats, Vec::new(), NOW)
@@ -57,7 +59,8 @@ fn scattered(i: usize, n: usize) -> usize {
 
 /// The `i`-th hold of a cycle, each by a different buyer.
 fn request(i: usize, selection: Selection) -> HoldRequest {
-    HoldRequest { id: ReservationId(Uuid::from_u128(i as u128)), user: UserId(Uuid::from_u128(i as u128)), selection }
+    let (id, user) = (ReservationId(Uuid::from_u128(i as u128)), UserId(Uuid::from_u128(i as u128)));
+    HoldRequest { id, user, selection, admitted: false }
 }
 
 /// Holds `selection(0)`, `selection(1)`, ... on a copy of a pristine engine, starting over

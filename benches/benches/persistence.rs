@@ -767,6 +767,8 @@ fn event_record(layout: LayoutSpec) -> EventRecord {
         per_user_limit: 0,
         hold_ttl: HOLD_TTL,
         max_per_reservation: 10,
+        queue: tiketi_engine::QueueSettings::default(),
+        queue_seed: [7; 32],
         status: EventStatus::OnSale,
         created_at: now,
         updated_at: now,
@@ -789,7 +791,8 @@ fn hold_entry(
     now: Timestamp,
 ) -> JournalEntry {
     let selection = Selection::Seats((first..first + quantity).map(SeatIndex).collect());
-    let req = HoldRequest { id: ReservationId(Uuid::new_v4()), user: users[i % users.len()], selection };
+    let req =
+        HoldRequest { id: ReservationId(Uuid::new_v4()), user: users[i % users.len()], selection, admitted: false };
     let changes = engine.hold(req, now).expect("the seats are free");
     JournalEntry { event: engine.event(), changes, idempotency: Vec::new(), event_record: None }
 }

@@ -1,8 +1,9 @@
 //! The changes a command makes: the one record that feeds both the write-behind journal
-//! and the live seat stream.
+//! and the live seat (and queue) stream.
 
 use crate::{
-    EventStatus, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus, TicketTypeId, Timestamp, UserId,
+    EventStatus, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus, TicketTypeId,
+    Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,8 @@ pub enum Change {
     },
     /// The event's new lifecycle status.
     EventStatus(EventStatus),
+    /// A change to the admission queue.
+    Queue(QueueChange),
 }
 
 /// Everything one command changed, stamped with the event's next sequence number.

@@ -4,9 +4,11 @@
 //! completely and returns the [`ChangeSet`] it made. Holds are all-or-nothing.
 
 use crate::layout::TicketTypeSpec;
+use crate::queue::Queue;
 use crate::{
-    Change, ChangeSet, EngineError, EventId, EventStatus, Reservation, ReservationId, ReservationItems,
-    ReservationNumber, ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
+    Change, ChangeSet, EngineError, EventId, EventStatus, LeaveReason, QueueMember, QueueSettings, QueueStanding,
+    QueueView, Reservation, ReservationId, ReservationItems, ReservationNumber, ReservationStatus, SeatCounts,
+    SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -27,6 +29,11 @@ pub struct EventRules {
     pub max_per_reservation: u32,
     /// Cancelled by an admin.
     pub cancelled: bool,
+    /// The admission queue.
+    pub queue: QueueSettings,
+    /// Orders the pre-queue at opening; fixed when the event is created, its hash published
+    /// before opening and the seed itself after (see [`QueueView::seed`]).
+    pub queue_seed: [u8; 32],
 }
 
 /// A general-admission ticket type with its live counters.
@@ -88,6 +95,9 @@ pub struct HoldRequest {
     pub user: UserId,
     /// What to hold.
     pub selection: Selection,
+    /// The caller checked a valid admission token for this user and event. When the queue
+    /// is enabled a hold needs it, and the user must still be admitted.
+    pub admitted: bool,
 }
 
 /// What the store keeps of an event's inventory: enough to rebuild its engine exactly.
@@ -103,6 +113,10 @@ pub struct Persisted {
     pub serial: u32,
     /// The event status last persisted.
     pub status: EventStatus,
+    /// Queue members, waiting and admitted.
+    pub queue: Vec<QueueMember>,
+    /// Whether the queue had opened (its pre-queue ordered).
+    pub queue_opened: bool,
 }
 
 /// One event's seat map, GA inventory, live reservations and lifecycle.
@@ -122,6 +136,7 @@ pub struct EventEngine {
     status: EventStatus,
     seq: u64,
     serial: u32,
+    queue: Queue,
 }
 
 impl EventEngine {
@@ -144,6 +159,7 @@ impl EventEngine {
             status: EventStatus::Upcoming,
             seq: 0,
             serial: 0,
+            queue: Queue::new(),
         };
         engine.status = engine.status_at(now);
         engine
@@ -164,6 +180,7 @@ impl EventEngine {
         let mut engine = Self::new(event, rules, seats, ticket_types, now);
         engine.seq = persisted.seq;
         engine.serial = persisted.serial;
+        engine.queue = Queue::restore(persisted.queue, persisted.queue_opened, &engine.rules.queue_seed, now);
         for seat in persisted.blocked {
             engine.seats.set(seat, SeatStatus::Blocked);
         }
@@ -260,14 +277,14 @@ impl EventEngine {
     }
 
     /// The next instant at which [`EventEngine::tick`] has work: a hold expiry, sale start
-    /// or sale end. The caller arms one timer for it.
+    /// or sale end, or queue work (an admission expiry, a heartbeat deadline, the next
+    /// admission). The caller arms one timer for it. Right after `tick(now)` it is always
+    /// later than `now`.
     pub fn next_deadline(&self, now: Timestamp) -> Option<Timestamp> {
         let lifecycle = [self.rules.sale_start, self.rules.sale_end].into_iter().filter(|&t| t > now).min();
         let expiry = self.expiries.peek().map(|Reverse((t, _))| *t);
-        match (lifecycle, expiry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let queue = self.queue.next_deadline(&self.rules.queue, self.status, now);
+        [lifecycle, expiry, queue].into_iter().flatten().min()
     }
 
     /// Resolves seat ids, naming every unknown one and refusing duplicates.
@@ -284,8 +301,9 @@ impl EventEngine {
         if unknown.is_empty() { Ok(seats) } else { Err(EngineError::UnknownSeats(unknown)) }
     }
 
-    /// Lets time pass: expires lapsed holds and moves the lifecycle. `None` when nothing
-    /// changed.
+    /// Lets time pass: expires lapsed holds, moves the lifecycle, then runs the queue: opens
+    /// the pre-queue once the sale starts, drops silent waiters, lapses admissions, closes
+    /// the queue when the event ends, and admits while on sale. `None` when nothing changed.
     pub fn tick(&mut self, now: Timestamp) -> Option<ChangeSet> {
         let mut changes = Vec::new();
         while let Some(&Reverse((at, id))) = self.expiries.peek() {
@@ -301,10 +319,13 @@ impl EventEngine {
             }
         }
         self.refresh_status(now, &mut changes);
+        self.queue.tick(&self.rules.queue, &self.rules.queue_seed, self.status, now, &mut changes);
         self.commit(now, changes)
     }
 
-    /// Holds seats or tickets for a buyer, all or nothing.
+    /// Holds seats or tickets for a buyer, all or nothing. When the queue is enabled the
+    /// buyer must be admitted, and a successful hold ends the admission (the slot passes
+    /// on); a refused one keeps it.
     pub fn hold(&mut self, req: HoldRequest, now: Timestamp) -> Result<ChangeSet, EngineError> {
         // Ids come from the caller; reusing a live one would orphan that reservation's seats.
         if let Some(live) = self.reservations.get(&req.id) {
@@ -313,6 +334,11 @@ impl EventEngine {
         let status = self.status_at(now);
         if matches!(status, EventStatus::Upcoming | EventStatus::Ended | EventStatus::Cancelled) {
             return Err(EngineError::NotOnSale(status));
+        }
+        if self.rules.queue.enabled
+            && !(req.admitted && self.queue.admitted_until(req.user).is_some_and(|until| until > now))
+        {
+            return Err(EngineError::AdmissionRequired);
         }
         let quantity = req.selection.quantity();
         let max = self.rules.max_per_reservation;
@@ -386,6 +412,9 @@ impl EventEngine {
         changes.push(Change::ReservationCreated(Box::new(reservation.clone())));
         self.expiries.push(Reverse((expires_at, req.id)));
         self.reservations.insert(req.id, reservation);
+        if self.rules.queue.enabled {
+            self.queue.leave(req.user, LeaveReason::Reserved, &mut changes);
+        }
         self.refresh_status(now, &mut changes);
         Ok(self.commit(now, changes).expect("a hold always changes something"))
     }
@@ -447,16 +476,21 @@ impl EventEngine {
         self.set_seats(seats, SeatStatus::Blocked, SeatStatus::Available, now)
     }
 
-    /// Replaces the rules (sale window, limits, TTL). Existing holds keep their expiry.
+    /// Replaces the rules (sale window, limits, TTL, queue settings); `cancelled` and
+    /// `queue_seed` stay as they are. Existing holds keep their expiry and admitted buyers
+    /// theirs. Disabling the queue clears it; a new rate or cap applies from the next tick.
     pub fn set_rules(&mut self, rules: EventRules, now: Timestamp) -> Option<ChangeSet> {
-        self.rules = EventRules { cancelled: self.rules.cancelled, ..rules };
+        // Credit earned so far was earned at the old rate.
+        self.queue.accrue(self.rules.queue.rate_per_second, now);
+        self.rules = EventRules { cancelled: self.rules.cancelled, queue_seed: self.rules.queue_seed, ..rules };
         let mut changes = Vec::new();
         self.refresh_status(now, &mut changes);
+        self.queue.settle(&self.rules.queue, &self.rules.queue_seed, self.status, now, &mut changes);
         self.commit(now, changes)
     }
 
-    /// Cancels the event: no more sales, and every unpaid hold is released. Confirmed
-    /// reservations stay confirmed until they are refunded one by one.
+    /// Cancels the event: no more sales, every unpaid hold is released and the queue closes.
+    /// Confirmed reservations stay confirmed until they are refunded one by one.
     pub fn cancel_event(&mut self, now: Timestamp) -> Option<ChangeSet> {
         self.rules.cancelled = true;
         let mut changes = Vec::new();
@@ -466,7 +500,102 @@ impl EventEngine {
             self.end(id, ReservationStatus::Cancelled, &mut changes);
         }
         self.refresh_status(now, &mut changes);
+        self.queue.settle(&self.rules.queue, &self.rules.queue_seed, self.status, now, &mut changes);
         self.commit(now, changes)
+    }
+
+    /// Puts a buyer in the queue and says where they stand. Before sale start they join the
+    /// pre-queue (ordered at opening); after it, the back of the line. A join that finds
+    /// room under the cap and rate credit is admitted at once: the same change set carries
+    /// `Joined` then `Admitted` (and admits anyone ahead first, in order). Joining again
+    /// changes nothing, counts as a heartbeat and returns the current standing.
+    pub fn join_queue(
+        &mut self,
+        user: UserId,
+        now: Timestamp,
+    ) -> Result<(QueueStanding, Option<ChangeSet>), EngineError> {
+        if !self.rules.queue.enabled {
+            return Err(EngineError::QueueDisabled);
+        }
+        let status = self.status_at(now);
+        if matches!(status, EventStatus::Ended | EventStatus::Cancelled) {
+            return Err(EngineError::NotOnSale(status));
+        }
+        let mut changes = Vec::new();
+        match self.queue.admitted_until(user) {
+            // A lapsed admission the tick has not ended yet: end it and queue again.
+            Some(until) if until <= now => {
+                self.queue.leave(user, LeaveReason::Lapsed, &mut changes);
+            }
+            _ if self.queue.contains(user) => {
+                self.queue.heartbeat(user, now);
+                return Ok((self.queue_standing(user, now), None));
+            }
+            _ => {}
+        }
+        self.refresh_status(now, &mut changes);
+        self.queue.settle(&self.rules.queue, &self.rules.queue_seed, self.status, now, &mut changes);
+        self.queue.join(user, now, &mut changes);
+        self.queue.admit(&self.rules.queue, self.status == EventStatus::OnSale, now, &mut changes);
+        Ok((self.queue_standing(user, now), self.commit(now, changes)))
+    }
+
+    /// Where a buyer stands, as a status poll: it is also the buyer's heartbeat. Changes
+    /// nothing that is persisted.
+    pub fn queue_status(&mut self, user: UserId, now: Timestamp) -> QueueStanding {
+        self.queue.heartbeat(user, now);
+        self.queue_standing(user, now)
+    }
+
+    /// Where a buyer stands, without counting as a heartbeat (for pushing positions).
+    pub fn queue_standing(&self, user: UserId, now: Timestamp) -> QueueStanding {
+        self.queue.standing(user, &self.rules.queue, self.status_at(now), self.rules.sale_start, now)
+    }
+
+    /// Takes a buyer out of the queue, waiting or admitted; an admitted slot frees at once
+    /// (the next buyer goes in at the following tick). `None` if they were not queued.
+    pub fn leave_queue(&mut self, user: UserId, now: Timestamp) -> Option<ChangeSet> {
+        let mut changes = Vec::new();
+        self.queue.leave(user, LeaveReason::Left, &mut changes);
+        self.commit(now, changes)
+    }
+
+    /// An admin empties the queue: everyone waiting or admitted leaves with `Cleared`.
+    pub fn clear_queue(&mut self, now: Timestamp) -> Option<ChangeSet> {
+        let mut changes = Vec::new();
+        self.queue.clear(LeaveReason::Cleared, &mut changes);
+        self.commit(now, changes)
+    }
+
+    /// The admin's view of the queue.
+    pub fn queue_view(&self, now: Timestamp) -> QueueView {
+        self.queue.view(&self.rules.queue, &self.rules.queue_seed, now)
+    }
+
+    /// A waiting buyer's 1-based place in line; `None` if not waiting, or in the pre-queue
+    /// before the draw.
+    pub fn queue_position(&self, user: UserId) -> Option<u64> {
+        self.queue.position(user)
+    }
+
+    /// When a buyer's admission lapses, if they are admitted at `now`.
+    pub fn queue_admission(&self, user: UserId, now: Timestamp) -> Option<Timestamp> {
+        self.queue.admitted_until(user).filter(|&until| until > now)
+    }
+
+    /// Whether a buyer is in the queue, waiting or admitted.
+    pub fn in_queue(&self, user: UserId) -> bool {
+        self.queue.contains(user)
+    }
+
+    /// Every queue member as the store keeps it (see [`Persisted::queue`]), by user id.
+    pub fn queue_members(&self) -> Vec<QueueMember> {
+        self.queue.members()
+    }
+
+    /// Whether the queue has opened (see [`Persisted::queue_opened`]).
+    pub fn queue_opened(&self) -> bool {
+        self.queue.opened()
     }
 
     fn set_seats(

@@ -63,4 +63,10 @@ pub enum EngineError {
         /// The largest quantity allowed.
         max: u32,
     },
+    /// The event has no admission queue enabled.
+    #[error("this event has no admission queue")]
+    QueueDisabled,
+    /// The queue gates this event and the buyer is not admitted (or showed no admission).
+    #[error("admission required: join the queue and wait to be admitted")]
+    AdmissionRequired,
 }

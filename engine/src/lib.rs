@@ -1,5 +1,5 @@
 //! Tiketi's pure domain: seat maps, general-admission inventory, holds and reservations,
-//! and the event lifecycle.
+//! the admission queue, and the event lifecycle.
 //!
 //! Everything here is synchronous and deterministic. Time, ids and random seeds are passed
 //! in; nothing reads a clock, touches the network or spawns a task. The crate must never
@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod ids;
 mod layout;
+mod queue;
 mod reservation;
 mod seatmap;
 mod status;
@@ -26,6 +27,7 @@ pub use engine::{EventEngine, EventRules, HoldRequest, Persisted, Selection, Tic
 pub use error::EngineError;
 pub use ids::{EventId, ReservationId, TicketTypeId, UserId};
 pub use layout::{LayoutError, LayoutSpec, PriceTier, RowSpec, SectionSpec, TicketTypeSpec};
+pub use queue::{ADMISSION_INTERVAL, LeaveReason, QueueChange, QueueMember, QueueSettings, QueueStanding, QueueView};
 pub use reservation::{Reservation, ReservationItems, ReservationNumber, ReservationStatus};
 pub use seatmap::{SeatCounts, SeatIndex, SeatInfo, SeatMap};
 pub use status::{EventStatus, SeatStatus};

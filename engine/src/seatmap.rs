@@ -201,7 +201,12 @@ impl SeatMap {
         self.rows.partition_point(|r| r.first <= seat.0) - 1
     }
 
-    /// Status of one seat.
+    /// Every seat's status, by seat index.
+    pub fn statuses(&self) -> &[SeatStatus] {
+        &self.status
+    }
+
+    /// One seat's status.
     pub fn status(&self, seat: SeatIndex) -> SeatStatus {
         self.status[seat.at()]
     }

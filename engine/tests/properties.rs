@@ -6,8 +6,8 @@ use proptest::sample::Index;
 use std::time::Duration;
 use tiketi_engine::{
     Change, ChangeSet, EngineError, EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, Persisted,
-    Reservation, ReservationId, ReservationItems, ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus,
-    Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    QueueSettings, Reservation, ReservationId, ReservationItems, ReservationStatus, SeatCounts, SeatIndex, SeatMap,
+    SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -51,6 +51,8 @@ fn rules(sale: Sale) -> EventRules {
         hold_ttl: Duration::from_millis(sale.hold_ttl_ms as u64),
         max_per_reservation: MAX_PER_RESERVATION,
         cancelled: false,
+        queue: QueueSettings::default(),
+        queue_seed: [0; 32],
     }
 }
 
@@ -363,7 +365,7 @@ impl Mirror {
                 Change::Seat { seat, status } => self.seats[seat.0 as usize] = *status,
                 Change::General { held, sold, .. } => self.general = (*held, *sold),
                 Change::EventStatus(status) => self.status = *status,
-                Change::ReservationCreated(_) | Change::ReservationStatus { .. } => {}
+                Change::ReservationCreated(_) | Change::ReservationStatus { .. } | Change::Queue(_) => {}
             }
         }
     }
@@ -440,7 +442,7 @@ impl Run {
     fn hold(&mut self, u: usize, selection: Selection) -> bool {
         let id = ReservationId(Uuid::from_u128(1_000 + self.issued.len() as u128));
         let expected = self.model.decide_hold(u, &selection, self.now);
-        let got = self.engine.hold(HoldRequest { id, user: user(u), selection }, self.now);
+        let got = self.engine.hold(HoldRequest { id, user: user(u), selection, admitted: false }, self.now);
         let ((items, amount), cs) = match (expected, got) {
             (Err(expected), Err(got)) => {
                 assert_eq!(got, expected);
@@ -668,7 +670,8 @@ fn restore(engine: &EventEngine, sale: Sale, now: Timestamp) -> (EventEngine, Op
         (0..SEATS).map(SeatIndex).filter(|&s| engine.seats().status(s) == SeatStatus::Blocked).collect();
     let live: Vec<Reservation> = engine.reservations().cloned().collect();
     let seats = SeatMap::new(&layout()).expect("the grid layout is valid");
-    let persisted = Persisted { blocked, live, seq: engine.seq(), serial: engine.serial(), status: engine.status() };
+    let (seq, serial, status) = (engine.seq(), engine.serial(), engine.status());
+    let persisted = Persisted { blocked, live, seq, serial, status, ..Persisted::default() };
     EventEngine::restore(event(), rules(sale), seats, ticket_types(sale), persisted, now)
 }
 

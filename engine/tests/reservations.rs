@@ -4,8 +4,8 @@
 use std::time::Duration;
 use tiketi_engine::{
     Change, ChangeSet, EngineError, EventEngine, EventId, EventRules, EventStatus, HoldRequest, LayoutSpec, Persisted,
-    Reservation, ReservationId, ReservationItems, ReservationNumber, ReservationStatus, SeatCounts, SeatIndex, SeatMap,
-    SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    QueueSettings, Reservation, ReservationId, ReservationItems, ReservationNumber, ReservationStatus, SeatCounts,
+    SeatIndex, SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use uuid::Uuid;
 
@@ -40,6 +40,8 @@ fn rules() -> EventRules {
         hold_ttl: TTL,
         max_per_reservation: 10,
         cancelled: false,
+        queue: QueueSettings::default(),
+        queue_seed: [0; 32],
     }
 }
 
@@ -74,7 +76,7 @@ fn hold(
     selection: Selection,
     now: Timestamp,
 ) -> Result<ChangeSet, EngineError> {
-    e.hold(HoldRequest { id: rid(n), user: user(who), selection }, now)
+    e.hold(HoldRequest { id: rid(n), user: user(who), selection, admitted: false }, now)
 }
 
 fn hold_seats(e: &mut EventEngine, n: u128, who: u128, ids: &[&str], now: Timestamp) -> Result<ChangeSet, EngineError> {

@@ -7,9 +7,11 @@ use crate::records::{
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
-use tiketi_engine::{Change, EventId, Reservation, ReservationId, SeatIndex, SeatStatus, UserId};
+use tiketi_engine::{
+    Change, EventId, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus, UserId,
+};
 
 /// An in-process store behind one mutex. Every operation is a few map lookups, so the
 /// lock is held for microseconds; the write-behind journal is its only hot writer.
@@ -37,6 +39,8 @@ struct EventState {
     seq: u64,
     serial: u32,
     ever_reserved: bool,
+    queue: BTreeMap<UserId, QueueMember>,
+    queue_opened: bool,
 }
 
 impl MemoryStore {
@@ -86,6 +90,19 @@ impl Inner {
                     }
                 }
                 Change::EventStatus(status) => state.record.status = *status,
+                Change::Queue(QueueChange::Joined { user, ticket, at }) => {
+                    let member = QueueMember { user: *user, ticket: *ticket, joined_at: *at, admitted_until: None };
+                    state.queue.insert(*user, member);
+                }
+                Change::Queue(QueueChange::Admitted { user, until }) => {
+                    if let Some(member) = state.queue.get_mut(user) {
+                        member.admitted_until = Some(*until);
+                    }
+                }
+                Change::Queue(QueueChange::Left { user, .. }) => {
+                    state.queue.remove(user);
+                }
+                Change::Queue(QueueChange::Opened) => state.queue_opened = true,
             }
         }
         state.seq = state.seq.max(entry.changes.seq);
@@ -165,6 +182,8 @@ impl Store for MemoryStore {
                 seq: 0,
                 serial: 0,
                 ever_reserved: false,
+                queue: BTreeMap::new(),
+                queue_opened: false,
             },
         );
         Ok(())
@@ -217,6 +236,8 @@ impl Store for MemoryStore {
             seq: state.seq,
             serial: state.serial,
             idempotency: inner.idempotency.values().filter(|r| r.event == id).cloned().collect(),
+            queue: state.queue.values().cloned().collect(),
+            queue_opened: state.queue_opened,
         }))
     }
 

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use rows::{at, event_from_row, idempotency_from_row, layout_from_row, reservation_from_row, ts, user_from_row};
 use std::time::Duration;
-use tiketi_engine::{EventId, Reservation, ReservationId, SeatIndex, SeatMap, UserId};
+use tiketi_engine::{EventId, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId};
 
 refinery::embed_migrations!("../migrations");
 
@@ -195,8 +195,10 @@ impl Store for PgStore {
             e.layout.as_ref().map(serde_json::to_value).transpose().map_err(|e| StoreError::Conflict(e.to_string()))?;
         tx.execute(
             "INSERT INTO events (id, title, description, venue, artist, event_date, sale_start, sale_end, layout,
-                layout_id, per_user_limit, hold_ttl_ms, max_per_reservation, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                layout_id, per_user_limit, hold_ttl_ms, max_per_reservation, status, created_at, updated_at,
+                queue_enabled, queue_rate, queue_max_active, queue_admission_ttl_ms, queue_heartbeat_ttl_ms, queue_seed)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21,
+                $22)",
             &[
                 &e.id.uuid(),
                 &e.title,
@@ -214,6 +216,12 @@ impl Store for PgStore {
                 &e.status.as_str(),
                 &at(e.created_at),
                 &at(e.updated_at),
+                &e.queue.enabled,
+                &(e.queue.rate_per_second as i32),
+                &(e.queue.max_active as i32),
+                &(e.queue.admission_ttl.as_millis() as i64),
+                &(e.queue.heartbeat_ttl.as_millis() as i64),
+                &&e.queue_seed[..],
             ],
         )
         .await
@@ -386,8 +394,33 @@ impl Store for PgStore {
             .iter()
             .map(idempotency_from_row)
             .collect::<Result<_, _>>()?;
+        let queue = tx
+            .query(
+                "SELECT user_id, ticket, joined_at, admitted_until FROM queue_members WHERE event_id = $1",
+                &[&id.uuid()],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| QueueMember {
+                user: UserId(r.get("user_id")),
+                ticket: r.get::<_, Option<i64>>("ticket").map(|t| t as u64),
+                joined_at: ts(r.get("joined_at")),
+                admitted_until: r.get::<_, Option<time::OffsetDateTime>>("admitted_until").map(ts),
+            })
+            .collect();
+        let queue_opened = row.get("queue_opened");
         tx.commit().await.map_err(db_err)?;
-        Ok(Some(EventSnapshot { event, blocked, live, seq: seq as u64, serial: serial as u32, idempotency }))
+        Ok(Some(EventSnapshot {
+            event,
+            blocked,
+            live,
+            seq: seq as u64,
+            serial: serial as u32,
+            idempotency,
+            queue,
+            queue_opened,
+        }))
     }
 
     async fn append(&self, entries: &[JournalEntry]) -> Result<(), StoreError> {

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, Reservation, SeatIndex, TicketTypeSpec,
-    Timestamp, UserId,
+    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, QueueMember, QueueSettings, Reservation,
+    SeatIndex, TicketTypeSpec, Timestamp, UserId,
 };
 
 /// A user's role.
@@ -118,6 +118,11 @@ pub struct EventRecord {
     pub max_per_reservation: u32,
     /// Last status the event's actor persisted (time-driven moves are derived on read).
     pub status: EventStatus,
+    /// Admission-queue settings.
+    pub queue: QueueSettings,
+    /// The secret the pre-queue's order is drawn from; its SHA-256 is published before
+    /// opening, the seed itself after. Fixed at creation.
+    pub queue_seed: [u8; 32],
     /// Creation time.
     pub created_at: Timestamp,
     /// Last change.
@@ -134,6 +139,8 @@ impl EventRecord {
             hold_ttl: self.hold_ttl,
             max_per_reservation: self.max_per_reservation,
             cancelled: self.status == EventStatus::Cancelled,
+            queue: self.queue,
+            queue_seed: self.queue_seed,
         }
     }
 
@@ -189,6 +196,10 @@ pub struct EventSnapshot {
     pub serial: u32,
     /// Idempotency records still within retention.
     pub idempotency: Vec<IdempotencyRecord>,
+    /// Who is in the admission queue.
+    pub queue: Vec<QueueMember>,
+    /// Whether the queue's pre-queue has been drawn.
+    pub queue_opened: bool,
 }
 
 /// What an idempotent command answered the first time.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, Persisted, ReservationId, ReservationStatus,
-    SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    ChangeSet, EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, Persisted, QueueSettings, ReservationId,
+    ReservationStatus, SeatMap, SeatStatus, Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use tiketi_persistence::{
     EventFilter, EventRecord, IdempotencyRecord, JournalEntry, MemoryStore, NewUser, PgStore, Role, Store, StoreError,
@@ -55,6 +55,8 @@ fn event_record(seats: LayoutSpec, general: u32) -> EventRecord {
         per_user_limit: 0,
         hold_ttl: Duration::from_secs(60),
         max_per_reservation: 10,
+        queue: tiketi_engine::QueueSettings::default(),
+        queue_seed: [7; 32],
         status: EventStatus::OnSale,
         created_at: T0,
         updated_at: T0,
@@ -73,7 +75,7 @@ fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
 
 fn hold(engine: &mut EventEngine, user: UserId, selection: Selection, now: Timestamp) -> (ReservationId, ChangeSet) {
     let id = ReservationId(Uuid::new_v4());
-    (id, engine.hold(HoldRequest { id, user, selection }, now).unwrap())
+    (id, engine.hold(HoldRequest { id, user, selection, admitted: false }, now).unwrap())
 }
 
 /// A batch that holds, cancels and re-holds the same seat, confirms, holds GA, blocks a seat
@@ -122,6 +124,7 @@ async fn a_journal_batch_reloads_into_the_same_state(store: Arc<dyn Store>) {
         seq: snap.seq,
         serial: snap.serial,
         status: snap.event.status,
+        ..Persisted::default()
     };
     let (restored, changed) = EventEngine::restore(
         record.id,
@@ -182,6 +185,78 @@ async fn a_batch_for_a_missing_event_is_refused(store: Arc<dyn Store>) {
     assert!(matches!(err, StoreError::Conflict(_) | StoreError::NotFound), "{err:?}");
 }
 
+/// The admission queue reloads exactly: pre-queue members drawn at opening, FIFO joiners,
+/// admissions within the batch that joined and in a later one, leavers, a leaver who
+/// rejoins, settings and the seed.
+async fn the_admission_queue_reloads_into_the_same_order(store: Arc<dyn Store>) {
+    let mut users = Vec::new();
+    for i in 0..8 {
+        users.push(user(&*store, &format!("q{i}@example.com")).await);
+    }
+    let mut record = event_record(LayoutSpec::grid(1, 2, 5, 100), 0);
+    let opens = T0.plus(Duration::from_secs(60));
+    record.sale_start = opens;
+    record.status = EventStatus::Upcoming;
+    record.queue = QueueSettings { enabled: true, rate_per_second: 2, max_active: 0, ..QueueSettings::default() };
+    record.queue_seed = [42; 32];
+    store.create_event(record.clone()).await.unwrap();
+    let mut engine = engine_for(&record);
+    let mut batches: Vec<Vec<JournalEntry>> = vec![Vec::new()];
+    let push = |batches: &mut Vec<Vec<JournalEntry>>, cs: Option<ChangeSet>| {
+        if let Some(cs) = cs {
+            batches.last_mut().unwrap().push(entry(record.id, cs));
+        }
+    };
+    // Five join the pre-queue; one leaves again.
+    for &u in &users[..5] {
+        push(&mut batches, engine.join_queue(u, T0).unwrap().1);
+    }
+    push(&mut batches, engine.leave_queue(users[4], T0));
+    batches.push(Vec::new());
+    // Opening: the draw, then admissions at two a second.
+    let mut now = opens;
+    push(&mut batches, engine.tick(now));
+    now = now.plus(Duration::from_millis(600));
+    push(&mut batches, engine.tick(now));
+    batches.push(Vec::new());
+    // Late joiners go to the back; the leaver rejoins behind them.
+    for &u in &users[5..] {
+        push(&mut batches, engine.join_queue(u, now).unwrap().1);
+    }
+    push(&mut batches, engine.join_queue(users[4], now).unwrap().1);
+    now = now.plus(Duration::from_millis(600));
+    push(&mut batches, engine.tick(now));
+    for batch in batches.iter().filter(|b| !b.is_empty()) {
+        store.append(batch).await.unwrap();
+    }
+
+    let snap = store.load_event(record.id).await.unwrap().unwrap();
+    assert_eq!(snap.event.queue, record.queue);
+    assert_eq!(snap.event.queue_seed, record.queue_seed);
+    assert!(snap.queue_opened);
+    let mut stored = snap.queue.clone();
+    stored.sort_by_key(|m| m.user);
+    let mut expected = engine.queue_members();
+    expected.sort_by_key(|m| m.user);
+    assert_eq!(stored, expected);
+    assert!(expected.iter().any(|m| m.admitted_until.is_some()), "some were admitted");
+
+    let persisted = Persisted {
+        seq: snap.seq,
+        serial: snap.serial,
+        status: snap.event.status,
+        queue: snap.queue,
+        queue_opened: snap.queue_opened,
+        ..Persisted::default()
+    };
+    let map = SeatMap::new(record.layout.as_ref().unwrap()).unwrap();
+    let (restored, _) = EventEngine::restore(record.id, snap.event.rules(), map, Vec::new(), persisted, now);
+    for &u in &users {
+        assert_eq!(restored.queue_position(u), engine.queue_position(u), "position of {u}");
+        assert_eq!(restored.queue_admission(u, now), engine.queue_admission(u, now), "admission of {u}");
+    }
+}
+
 macro_rules! against_both_stores {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -199,6 +274,7 @@ against_both_stores!(
     a_journal_batch_reloads_into_the_same_state,
     events_are_filtered_searched_and_paginated,
     a_batch_for_a_missing_event_is_refused,
+    the_admission_queue_reloads_into_the_same_order,
 );
 
 #[tokio::test]
@@ -225,6 +301,6 @@ async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
 #[tokio::test]
 async fn migrations_are_applied_once() {
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 2);
+    assert_eq!(store.migrate().await.unwrap().len(), 3);
     assert!(store.migrate().await.unwrap().is_empty());
 }

@@ -1,9 +1,11 @@
 //! Admin: layouts, events, seat blocking. Every route requires the admin role.
 
+use crate::auth::random_seed;
 use crate::dto::{EventDetailDto, timestamp};
 use crate::error::ApiError;
 use crate::extract::{AdminUser, ApiJson, ApiPath};
 use crate::routes::events::LayoutDto;
+use crate::routes::queue::QueueSettingsBody;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +13,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use std::time::Duration;
 use tiketi_actors::EventPatch;
-use tiketi_engine::{EventId, EventStatus, LayoutSpec, PriceTier, RowSpec, SectionSpec, TicketTypeId, TicketTypeSpec};
+use tiketi_engine::{
+    EventId, EventStatus, LayoutSpec, PriceTier, QueueSettings, RowSpec, SectionSpec, TicketTypeId, TicketTypeSpec,
+};
 use tiketi_persistence::{EventRecord, LayoutRecord};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -177,6 +181,8 @@ pub struct CreateEventRequest {
     pub hold_ttl_seconds: Option<u64>,
     /// Largest reservation (default 10).
     pub max_per_reservation: Option<u32>,
+    /// Admission queue (default: disabled, 100 a second, no cap).
+    pub queue: Option<QueueSettingsBody>,
 }
 
 /// `PUT /admin/events/{eventId}`: only the fields given change.
@@ -209,6 +215,8 @@ pub struct UpdateEventRequest {
     pub hold_ttl_seconds: Option<u64>,
     /// Largest reservation.
     pub max_per_reservation: Option<u32>,
+    /// Admission queue; only the fields given change.
+    pub queue: Option<QueueSettingsBody>,
 }
 
 /// `POST /admin/events/{eventId}/seats/block` and `/unblock`.
@@ -316,6 +324,11 @@ async fn event_record(state: &AppState, req: CreateEventRequest) -> Result<Event
         per_user_limit: req.per_user_limit.unwrap_or(4),
         hold_ttl: hold_ttl(state, req.hold_ttl_seconds.unwrap_or(300))?,
         max_per_reservation: max_per_reservation(req.max_per_reservation.unwrap_or(10))?,
+        queue: req
+            .queue
+            .as_ref()
+            .map_or(Ok(QueueSettings::default()), |q| q.apply(QueueSettings::default(), "queue."))?,
+        queue_seed: random_seed(),
         status: EventStatus::Upcoming,
         created_at: now,
         updated_at: now,
@@ -332,6 +345,11 @@ async fn update_event(
     ApiPath(id): ApiPath<Uuid>,
     ApiJson(req): ApiJson<UpdateEventRequest>,
 ) -> Result<Json<EventDetailDto>, ApiError> {
+    let handle = state.event(EventId(id)).await?;
+    let queue = match &req.queue {
+        Some(body) => Some(body.apply(handle.view().await?.record.queue, "queue.")?),
+        None => None,
+    };
     let patch = EventPatch {
         title: req.title.as_deref().map(|t| text("title", t, 200, true)).transpose()?,
         description: req.description.as_deref().map(|t| text("description", t, 5000, false)).transpose()?,
@@ -343,8 +361,9 @@ async fn update_event(
         per_user_limit: req.per_user_limit,
         hold_ttl: req.hold_ttl_seconds.map(|s| hold_ttl(&state, s)).transpose()?,
         max_per_reservation: req.max_per_reservation.map(max_per_reservation).transpose()?,
+        queue,
     };
-    let view = state.event(EventId(id)).await?.update(patch).await?;
+    let view = handle.update(patch).await?;
     Ok(Json(EventDetailDto::new(&view, state.now())))
 }
 

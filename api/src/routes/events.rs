@@ -170,15 +170,14 @@ async fn get_event(
 async fn get_seats(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Result<Json<SeatMapDto>, ApiError> {
     let snapshot = state.event(EventId(id)).await?.seats().await?;
     let seats = snapshot
-        .seats
-        .iter()
-        .map(|s| SeatDto {
+        .seats()
+        .map(|(s, status)| SeatDto {
             id: s.id.clone(),
             section: s.section.clone(),
             row: s.row.clone(),
             number: s.number,
             price: s.price,
-            status: s.status.as_str().into(),
+            status: status.as_str().into(),
         })
         .collect();
     Ok(Json(SeatMapDto { version: snapshot.seq, seats }))

@@ -7,7 +7,7 @@ use crate::extract::{ApiJson, ApiPath, AuthUser, IdempotencyHeader};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tiketi_actors::{CancelCmd, HoldCmd, IdempotencyKey, SelectionInput};
@@ -20,6 +20,9 @@ use uuid::Uuid;
 /// How long a hold waits for the store's view of an idempotency key before going ahead
 /// without it.
 const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The header that carries an admission token on a queue-gated event.
+const ADMISSION_TOKEN: &str = "x-admission-token";
 
 /// Most seat ids one request may name.
 const MAX_SEAT_IDS: usize = 100;
@@ -167,8 +170,23 @@ async fn create_reservation(
     user: AuthUser,
     ApiPath(event): ApiPath<Uuid>,
     IdempotencyHeader(key): IdempotencyHeader,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<CreateReservationRequest>,
 ) -> Result<(StatusCode, Json<ReservationDto>), ApiError> {
+    // A token for another buyer or event, forged or expired, is refused outright; without
+    // one, the actor refuses only if the event's queue gates it.
+    let admitted = match headers.get(ADMISSION_TOKEN) {
+        Some(token) => {
+            let token = token.to_str().unwrap_or_default();
+            if !state.auth().verify_admission(token, user.id, EventId(event)) {
+                return Err(ApiError::AdmissionRequired(
+                    "the admission token is invalid, expired, or for another buyer or event",
+                ));
+            }
+            true
+        }
+        None => false,
+    };
     let print = fingerprint("POST", &format!("/events/{event}/reservations"), &req);
     let selection = SelectionInput::try_from(req)?;
     // The engine says "quantity"; name the field this request used for it.
@@ -179,7 +197,7 @@ async fn create_reservation(
     };
     let idempotency = idempotency(&state, user.id, key, print).await?;
     let handle = state.event(EventId(event)).await?;
-    let cmd = HoldCmd { id: ReservationId(Uuid::new_v4()), user: user.id, selection, idempotency };
+    let cmd = HoldCmd { id: ReservationId(Uuid::new_v4()), user: user.id, selection, idempotency, admitted };
     let reservation = handle.hold(cmd).await.map_err(|e| match e {
         tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::InvalidQuantity { max }) => {
             ApiError::invalid(quantity_field, format!("must be between 1 and {max} per reservation"))

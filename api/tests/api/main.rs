@@ -5,5 +5,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod events;
+mod queue;
 mod reservations;
+mod stream;
 mod support;

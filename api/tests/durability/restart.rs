@@ -45,7 +45,7 @@ fn hold(
 ) -> (ReservationId, tiketi_engine::ChangeSet) {
     let id = ReservationId(Uuid::new_v4());
     let user = users[rng.below(users.len() as u64) as usize];
-    (id, engine.hold(HoldRequest { id, user, selection: Selection::Seats(seats) }, at).unwrap())
+    (id, engine.hold(HoldRequest { id, user, selection: Selection::Seats(seats), admitted: false }, at).unwrap())
 }
 
 fn wall_clock() -> Timestamp {
@@ -89,6 +89,8 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
         // Long enough that no hold lapses between writing and reloading.
         hold_ttl: hour,
         max_per_reservation: 10,
+        queue: tiketi_engine::QueueSettings::default(),
+        queue_seed: [7; 32],
         status: EventStatus::OnSale,
         created_at: now,
         updated_at: now,
@@ -166,11 +168,11 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
     assert_eq!(view.seq, engine.seq());
     let snapshot = handle.seats().await.unwrap();
     assert_eq!(snapshot.seq, engine.seq());
-    assert_eq!(snapshot.seats.len(), engine.seats().len() as usize);
-    for (i, seat) in snapshot.seats.iter().enumerate() {
+    assert_eq!(snapshot.statuses.len(), engine.seats().len() as usize);
+    for (i, (seat, status)) in snapshot.seats().enumerate() {
         let index = SeatIndex(i as u32);
         assert_eq!(seat.id, engine.seats().seat_id(index), "seat #{i}");
-        assert_eq!(seat.status, engine.seats().status(index), "seat {}", seat.id);
+        assert_eq!(status, engine.seats().status(index), "seat {}", seat.id);
     }
     for &id in &live {
         let reloaded = handle.reservation(id).await.unwrap();
@@ -183,13 +185,14 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
     }
     // The next reservation continues the numbering instead of reusing a serial.
     let next = ReservationId(Uuid::new_v4());
-    let free = snapshot.seats.iter().position(|s| s.status == tiketi_engine::SeatStatus::Available).unwrap();
+    let free = snapshot.statuses.iter().position(|&s| s == tiketi_engine::SeatStatus::Available).unwrap();
     let r = handle
         .hold(tiketi_actors::HoldCmd {
             id: next,
             user: users[0],
-            selection: tiketi_actors::SelectionInput::Seats(vec![snapshot.seats[free].id.clone()]),
+            selection: tiketi_actors::SelectionInput::Seats(vec![snapshot.layout[free].id.clone()]),
             idempotency: None,
+            admitted: false,
         })
         .await
         .unwrap();

@@ -13,7 +13,8 @@ use crate::records::JournalEntry;
 use crate::store::StoreError;
 use std::collections::HashMap;
 use tiketi_engine::{
-    Change, EventId, Reservation, ReservationId, ReservationItems, ReservationStatus, SeatStatus, Timestamp,
+    Change, EventId, QueueChange, QueueMember, Reservation, ReservationId, ReservationItems, ReservationStatus,
+    SeatStatus, Timestamp, UserId,
 };
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -31,6 +32,20 @@ struct Folded<'a> {
     events: HashMap<EventId, (u64, u32, Option<&'static str>)>,
     records: Vec<&'a crate::records::EventRecord>,
     idempotency: Vec<&'a crate::records::IdempotencyRecord>,
+    /// Each queue member's final state in this batch.
+    queue: HashMap<(EventId, UserId), MemberOp>,
+    /// Events whose pre-queue was drawn.
+    opened: Vec<EventId>,
+}
+
+/// What a batch does to one queue member, folded to its last state.
+enum MemberOp {
+    /// Joined in this batch (maybe admitted too): insert, or replace an older row.
+    Upsert(QueueMember),
+    /// Already a member before the batch, admitted in it.
+    Admit(Timestamp),
+    /// Left.
+    Delete,
 }
 
 fn fold(entries: &[JournalEntry]) -> Folded<'_> {
@@ -68,11 +83,95 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
                 Change::EventStatus(status) => {
                     f.events.entry(entry.event).or_insert((0, 0, None)).2 = Some(status.as_str());
                 }
+                Change::Queue(change) => fold_queue(&mut f, entry.event, change),
             }
         }
         f.idempotency.extend(entry.idempotency.iter());
     }
     f
+}
+
+fn fold_queue(f: &mut Folded<'_>, event: EventId, change: &QueueChange) {
+    match change {
+        QueueChange::Joined { user, ticket, at } => {
+            let member = QueueMember { user: *user, ticket: *ticket, joined_at: *at, admitted_until: None };
+            f.queue.insert((event, *user), MemberOp::Upsert(member));
+        }
+        QueueChange::Admitted { user, until } => match f.queue.get_mut(&(event, *user)) {
+            Some(MemberOp::Upsert(member)) => member.admitted_until = Some(*until),
+            Some(op) => *op = MemberOp::Admit(*until),
+            None => {
+                f.queue.insert((event, *user), MemberOp::Admit(*until));
+            }
+        },
+        QueueChange::Left { user, .. } => {
+            f.queue.insert((event, *user), MemberOp::Delete);
+        }
+        QueueChange::Opened => f.opened.push(event),
+    }
+}
+
+/// Writes the folded queue changes: leavers out, joiners in, admissions marked.
+async fn apply_queue(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), StoreError> {
+    let (mut gone_events, mut gone_users) = (Vec::new(), Vec::new());
+    let (mut events, mut users, mut tickets, mut joined, mut until) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut admit_events, mut admit_users, mut admit_until) = (Vec::new(), Vec::new(), Vec::new());
+    for ((event, user), op) in &f.queue {
+        match op {
+            MemberOp::Delete => {
+                gone_events.push(event.uuid());
+                gone_users.push(user.uuid());
+            }
+            MemberOp::Upsert(m) => {
+                events.push(event.uuid());
+                users.push(user.uuid());
+                tickets.push(m.ticket.map(|t| t as i64));
+                joined.push(at(m.joined_at));
+                until.push(m.admitted_until.map(at));
+            }
+            MemberOp::Admit(t) => {
+                admit_events.push(event.uuid());
+                admit_users.push(user.uuid());
+                admit_until.push(at(*t));
+            }
+        }
+    }
+    if !gone_events.is_empty() {
+        tx.execute(
+            "DELETE FROM queue_members q USING unnest($1::uuid[], $2::uuid[]) AS g(event_id, user_id)
+             WHERE q.event_id = g.event_id AND q.user_id = g.user_id",
+            &[&gone_events, &gone_users],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !events.is_empty() {
+        tx.execute(
+            "INSERT INTO queue_members (event_id, user_id, ticket, joined_at, admitted_until)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::timestamptz[], $5::timestamptz[])
+             ON CONFLICT (event_id, user_id) DO UPDATE
+             SET ticket = EXCLUDED.ticket, joined_at = EXCLUDED.joined_at, admitted_until = EXCLUDED.admitted_until",
+            &[&events, &users, &tickets, &joined, &until],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !admit_events.is_empty() {
+        tx.execute(
+            "UPDATE queue_members q SET admitted_until = a.until
+             FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS a(event_id, user_id, until)
+             WHERE q.event_id = a.event_id AND q.user_id = a.user_id",
+            &[&admit_events, &admit_users, &admit_until],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !f.opened.is_empty() {
+        let opened: Vec<Uuid> = f.opened.iter().map(|e| e.uuid()).collect();
+        tx.execute("UPDATE events SET queue_opened = true WHERE id = ANY($1)", &[&opened]).await.map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Writes `entries` inside `tx`.
@@ -84,7 +183,8 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
         tx.execute(
             "UPDATE events SET title = $2, description = $3, venue = $4, artist = $5, event_date = $6,
                  sale_start = $7, sale_end = $8, per_user_limit = $9, hold_ttl_ms = $10,
-                 max_per_reservation = $11, status = $12, updated_at = $13
+                 max_per_reservation = $11, status = $12, updated_at = $13, queue_enabled = $14,
+                 queue_rate = $15, queue_max_active = $16, queue_admission_ttl_ms = $17, queue_heartbeat_ttl_ms = $18
              WHERE id = $1",
             &[
                 &e.id.uuid(),
@@ -100,6 +200,11 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
                 &(e.max_per_reservation as i32),
                 &e.status.as_str(),
                 &at(e.updated_at),
+                &e.queue.enabled,
+                &(e.queue.rate_per_second as i32),
+                &(e.queue.max_active as i32),
+                &(e.queue.admission_ttl.as_millis() as i64),
+                &(e.queue.heartbeat_ttl.as_millis() as i64),
             ],
         )
         .await
@@ -256,7 +361,9 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
         .await
         .map_err(db_err)?;
     }
-    Ok(())
+
+    // 8. The admission queue.
+    apply_queue(tx, &f).await
 }
 
 /// Column arrays for inserting reservations and their seats.

@@ -4,14 +4,15 @@ use crate::records::{EventRecord, IdempotencyRecord, LayoutRecord, Role, StoredO
 use crate::store::StoreError;
 use std::time::Duration;
 use tiketi_engine::{
-    EventId, EventStatus, Reservation, ReservationId, ReservationItems, ReservationNumber, ReservationStatus,
-    SeatIndex, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    EventId, EventStatus, QueueSettings, Reservation, ReservationId, ReservationItems, ReservationNumber,
+    ReservationStatus, SeatIndex, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 pub(crate) const EVENT_SELECT: &str = "SELECT id, title, description, venue, artist, event_date, sale_start, sale_end,
-    layout, layout_id, per_user_limit, hold_ttl_ms, max_per_reservation, status, seq, serial, created_at, updated_at
+    layout, layout_id, per_user_limit, hold_ttl_ms, max_per_reservation, status, seq, serial, created_at, updated_at,
+    queue_enabled, queue_rate, queue_max_active, queue_admission_ttl_ms, queue_heartbeat_ttl_ms, queue_seed, queue_opened
     FROM events WHERE id = $1";
 
 pub(crate) const TICKET_TYPES_SELECT: &str =
@@ -91,6 +92,14 @@ pub(crate) fn event_from_row(r: &Row, ticket_types: &[Row]) -> Result<EventRecor
         per_user_limit: r.get::<_, i32>("per_user_limit") as u32,
         hold_ttl: Duration::from_millis(r.get::<_, i64>("hold_ttl_ms") as u64),
         max_per_reservation: r.get::<_, i32>("max_per_reservation") as u32,
+        queue: QueueSettings {
+            enabled: r.get("queue_enabled"),
+            rate_per_second: r.get::<_, i32>("queue_rate") as u32,
+            max_active: r.get::<_, i32>("queue_max_active") as u32,
+            admission_ttl: Duration::from_millis(r.get::<_, i64>("queue_admission_ttl_ms") as u64),
+            heartbeat_ttl: Duration::from_millis(r.get::<_, i64>("queue_heartbeat_ttl_ms") as u64),
+        },
+        queue_seed: r.get::<_, &[u8]>("queue_seed").try_into().map_err(|_| corrupt("queue seed"))?,
         status: EventStatus::parse(r.get("status")).ok_or_else(|| corrupt("event status"))?,
         created_at: ts(r.get("created_at")),
         updated_at: ts(r.get("updated_at")),

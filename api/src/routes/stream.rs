@@ -1,0 +1,353 @@
+//! `GET /events/{eventId}/ws`: the live seat stream over WebSocket (SPEC §4).
+//!
+//! Each connection subscribes to its event's actor: a snapshot first (or, with `?since=`,
+//! only the frames missed), then every frame in order. Frames are serialised once by the
+//! actor and shared; a connection only copies pointers. The stream is public; a buyer who
+//! authenticates (`?token=` or an `auth` message) also gets their own notices: queue
+//! position, admission with its token, and the lapse of their holds.
+//!
+//! A slow client never slows anyone else. The actor's broadcast channel is bounded: a
+//! connection that falls behind it is resynced (the missed frames from the replay buffer,
+//! or a snapshot), and one that needs more than `stream.max_resyncs_per_minute` resyncs, or
+//! does not take a message within `stream.send_timeout_ms`, is closed. Both are counted in
+//! `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
+
+use crate::error::ApiError;
+use crate::extract::ApiPath;
+use crate::metrics::DropLabels;
+use crate::state::AppState;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tiketi_actors::{EventHandle, Frame, Notice, Resume, Start, Subscription};
+use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+/// The stream route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(subscribe))
+}
+
+/// Query of the upgrade request.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// An access token: the buyer's own notices come only to an authenticated connection.
+    pub token: Option<String>,
+    /// Resume after this seq instead of starting from a snapshot.
+    pub since: Option<u64>,
+    /// The stream id from the snapshot the `since` seq came from.
+    pub stream: Option<Uuid>,
+}
+
+/// A message from the client.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    /// Send what was missed since `since` (or a snapshot when that is too old).
+    Resume { since: u64, stream: Option<Uuid> },
+    /// Authenticate this connection.
+    Auth { token: String },
+}
+
+/// Live seat stream (WebSocket upgrade).
+///
+/// Server messages: `snapshot` first, then `seats` batches with strictly increasing `seq`,
+/// `event_status`; to an authenticated buyer also `queue`, `admitted` and
+/// `reservation_expired`. Client messages: `{"type":"resume","since":N}` and
+/// `{"type":"auth","token":"..."}`.
+#[utoipa::path(
+    get,
+    path = "/events/{eventId}/ws",
+    tag = "stream",
+    params(("eventId" = Uuid, Path, description = "Event id"), StreamQuery),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, description = "Invalid token"),
+        (status = 404, description = "No such event"),
+        (status = 503, description = "Connection limit reached; see Retry-After")
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    ApiPath(event): ApiPath<Uuid>,
+    Query(query): Query<StreamQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let user = match &query.token {
+        Some(token) => Some(state.auth().verify_access(token)?.id),
+        None => None,
+    };
+    let handle = state.event(EventId(event)).await?;
+    let Some(slot) = state.ws_slot() else {
+        state.metrics().ws.refused.inc();
+        return Err(ApiError::Unavailable("too many live-stream connections".into(), Duration::from_secs(5)));
+    };
+    let resume = query.since.map(|since| Resume { since, stream: query.stream });
+    let limits = &state.settings().stream;
+    let upgrade = upgrade.max_message_size(limits.max_message_bytes).max_frame_size(limits.max_message_bytes);
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let _slot = slot;
+        let metrics = &state.metrics().ws;
+        metrics.connections.inc();
+        let mut connection = Connection::new(state.clone(), handle, socket, user);
+        if let Err(Some(reason)) = connection.run(resume).await {
+            state.metrics().ws.dropped.get_or_create(&DropLabels { reason }).inc();
+        }
+        state.metrics().ws.connections.dec();
+    }))
+}
+
+/// Why a connection ended early: `Some(reason)` when the server dropped it (counted by
+/// reason), `None` when the client went away.
+type DropReason = Option<&'static str>;
+
+struct Connection {
+    state: AppState,
+    handle: EventHandle,
+    socket: WebSocket,
+    user: Option<UserId>,
+    /// The seq of the last frame sent.
+    seq: u64,
+    stream: Uuid,
+    resyncs: VecDeque<Instant>,
+    send_timeout: Duration,
+    /// The admission last announced, so each is announced once.
+    admitted_until: Option<Timestamp>,
+}
+
+impl Connection {
+    fn new(state: AppState, handle: EventHandle, socket: WebSocket, user: Option<UserId>) -> Self {
+        let send_timeout = Duration::from_millis(state.settings().stream.send_timeout_ms);
+        Self {
+            state,
+            handle,
+            socket,
+            user,
+            seq: 0,
+            stream: Uuid::nil(),
+            resyncs: VecDeque::new(),
+            send_timeout,
+            admitted_until: None,
+        }
+    }
+
+    /// Serves the connection until the client leaves (`Ok`) or the server drops it.
+    async fn run(&mut self, resume: Option<Resume>) -> Result<(), DropReason> {
+        let mut frames = self.start(resume).await?;
+        let mut draining = self.state.draining();
+        let queue_every = Duration::from_secs(self.state.settings().stream.queue_update_secs.max(1));
+        let mut queue_tick = tokio::time::interval_at(Instant::now() + queue_every, queue_every);
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Ok(frame) => self.send_frame(&frame).await?,
+                    Err(RecvError::Lagged(_)) => {
+                        self.state.metrics().ws.resyncs.inc();
+                        if self.too_slow() {
+                            self.close(close_code::AGAIN, "too slow: resynced too often").await;
+                            return Err(Some("slow"));
+                        }
+                        frames = self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await?;
+                    }
+                    // The event's actor stopped (passivated, moved, restarted): follow the
+                    // new one from where this connection is.
+                    Err(RecvError::Closed) => {
+                        if self.state.is_draining() {
+                            self.close(close_code::AWAY, "server shutting down").await;
+                            return Err(Some("shutdown"));
+                        }
+                        self.handle = match self.state.event(self.handle.event()).await {
+                            Ok(handle) => handle,
+                            Err(_) => {
+                                self.close(close_code::AGAIN, "event unavailable").await;
+                                return Err(Some("unavailable"));
+                            }
+                        };
+                        frames = self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await?;
+                    }
+                },
+                message = self.socket.recv() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(resume) = self.client_message(&text).await? {
+                            frames = self.start(Some(resume)).await?;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    // Pings are answered by the protocol layer; binary is not part of it.
+                    Some(Ok(_)) => {}
+                },
+                _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
+                _ = draining.changed() => {
+                    self.close(close_code::AWAY, "server shutting down").await;
+                    return Err(Some("shutdown"));
+                }
+            }
+        }
+    }
+
+    /// Subscribes (from `resume` or a snapshot) and sends the starting frames.
+    async fn start(
+        &mut self,
+        resume: Option<Resume>,
+    ) -> Result<tokio::sync::broadcast::Receiver<Arc<Frame>>, DropReason> {
+        let Subscription { stream, start, frames } = match self.handle.subscribe(resume).await {
+            Ok(s) => s,
+            Err(_) => {
+                self.close(close_code::AGAIN, "event unavailable").await;
+                return Err(Some("unavailable"));
+            }
+        };
+        self.stream = stream;
+        match start {
+            Start::Snapshot(snapshot) => {
+                self.seq = snapshot.seq;
+                self.send_bytes(snapshot.message()).await?;
+            }
+            Start::Replay(missed) => {
+                for frame in &missed {
+                    self.send_frame(frame).await?;
+                }
+            }
+        }
+        Ok(frames)
+    }
+
+    /// Records a resync; true when this connection needed too many within a minute.
+    fn too_slow(&mut self) -> bool {
+        let now = Instant::now();
+        self.resyncs.push_back(now);
+        while self.resyncs.front().is_some_and(|&t| now.duration_since(t) > Duration::from_secs(60)) {
+            self.resyncs.pop_front();
+        }
+        self.resyncs.len() > self.state.settings().stream.max_resyncs_per_minute as usize
+    }
+
+    /// Sends a frame unless this connection already has it.
+    async fn send_frame(&mut self, frame: &Frame) -> Result<(), DropReason> {
+        if frame.seq <= self.seq {
+            return Ok(());
+        }
+        self.deliver(frame).await
+    }
+
+    /// Sends a frame's shared messages, then the notices meant for this buyer.
+    async fn deliver(&mut self, frame: &Frame) -> Result<(), DropReason> {
+        self.seq = frame.seq;
+        for message in &frame.messages {
+            self.send_bytes(message.clone()).await?;
+        }
+        let Some(user) = self.user else { return Ok(()) };
+        for notice in frame.notices.iter().filter(|n| n.user() == user) {
+            let message = match notice {
+                Notice::ReservationExpired { reservation, .. } => {
+                    json!({"type": "reservation_expired", "reservationId": reservation})
+                }
+                Notice::Admitted { until, .. } => match self.admission_message(*until) {
+                    Some(message) => message,
+                    None => continue,
+                },
+            };
+            self.send_json(&message).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_json(&mut self, message: &serde_json::Value) -> Result<(), DropReason> {
+        self.send_bytes(Bytes::from(message.to_string())).await
+    }
+
+    async fn send_bytes(&mut self, bytes: Bytes) -> Result<(), DropReason> {
+        let text = Utf8Bytes::try_from(bytes).map_err(|_| Some("internal"))?;
+        match tokio::time::timeout(self.send_timeout, self.socket.send(Message::Text(text))).await {
+            Ok(Ok(())) => {
+                self.state.metrics().ws.messages.inc();
+                Ok(())
+            }
+            // The client went away.
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some("send_timeout")),
+        }
+    }
+
+    /// Handles a client message: a resume to serve, an auth to apply, or an error to report.
+    async fn client_message(&mut self, text: &str) -> Result<Option<Resume>, DropReason> {
+        match serde_json::from_str::<ClientMessage>(text) {
+            // A resume may cost a snapshot: it counts against the same budget as a resync.
+            Ok(ClientMessage::Resume { since, stream }) => {
+                if self.too_slow() {
+                    self.close(close_code::POLICY, "too many resumes").await;
+                    return Err(Some("resume_flood"));
+                }
+                Ok(Some(Resume { since, stream }))
+            }
+            Ok(ClientMessage::Auth { token }) => match self.state.auth().verify_access(&token) {
+                Ok(user) => {
+                    self.user = Some(user.id);
+                    Ok(None)
+                }
+                Err(_) => {
+                    self.send_json(&json!({"type": "error", "code": "unauthorized", "message": "invalid token"}))
+                        .await?;
+                    Ok(None)
+                }
+            },
+            Err(e) => {
+                let message = format!("expected {{\"type\":\"resume\",\"since\":N}} or an auth message: {e}");
+                self.send_json(&json!({"type": "error", "code": "bad_message", "message": message})).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Pushes the buyer's place in the admission queue, if they are in it. Asking is also
+    /// the buyer's heartbeat: a waiting buyer with the stream open stays in line.
+    async fn queue_update(&mut self) -> Result<(), DropReason> {
+        let Some(user) = self.user else { return Ok(()) };
+        let Ok(standing) = self.handle.queue_status(user).await else { return Ok(()) };
+        let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let message = match standing {
+            QueueStanding::NotQueued => return Ok(()),
+            QueueStanding::Waiting { position, estimated_wait } => json!({
+                "type": "queue", "status": "waiting", "position": position,
+                "estimatedWaitSeconds": estimated_wait.map(seconds),
+            }),
+            QueueStanding::SoldOut { position } => {
+                json!({ "type": "queue", "status": "sold_out", "position": position, "estimatedWaitSeconds": null })
+            }
+            QueueStanding::Closed => json!({ "type": "queue", "status": "closed", "position": null }),
+            QueueStanding::Admitted { until } => match self.admission_message(until) {
+                Some(message) => message,
+                None => return Ok(()),
+            },
+        };
+        self.send_json(&message).await
+    }
+
+    /// The `admitted` message with an admission token, once per admission.
+    fn admission_message(&mut self, until: Timestamp) -> Option<serde_json::Value> {
+        let user = self.user?;
+        if self.admitted_until == Some(until) {
+            return None;
+        }
+        let token = self.state.auth().issue_admission(user, self.handle.event(), until).ok()?;
+        self.admitted_until = Some(until);
+        Some(json!({ "type": "admitted", "admissionToken": token, "admittedUntilMs": until.millis() }))
+    }
+
+    async fn close(&mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+        let _ = tokio::time::timeout(self.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
+    }
+}
