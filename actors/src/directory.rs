@@ -5,6 +5,7 @@ use crate::event_actor::{EventActor, EventArgs};
 use crate::stream::StreamConfig;
 use crate::supervisor::EventSupervisor;
 use crate::{ActorError, Clock, EventHandle};
+use prometheus_client::metrics::counter::Counter;
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +33,11 @@ pub struct ActorConfig {
     pub idempotency_retention: Duration,
     /// The live seat stream.
     pub stream: StreamConfig,
+    /// An actor nobody used for this long is passivated, unless something pins it (see
+    /// [`ActorInfo::pinned`](crate::ActorInfo::pinned)).
+    pub idle_timeout: Duration,
+    /// Most live actors; past it the longest-idle unpinned ones are passivated.
+    pub max_live: usize,
 }
 
 impl Default for ActorConfig {
@@ -44,6 +50,8 @@ impl Default for ActorConfig {
             overload_retry_after: Duration::from_secs(2),
             idempotency_retention: Duration::from_secs(24 * 3600),
             stream: StreamConfig::default(),
+            idle_timeout: Duration::from_secs(300),
+            max_live: 10_000,
         }
     }
 }
@@ -102,6 +110,8 @@ pub struct Directory {
 
 struct Inner {
     registry: Arc<Registry>,
+    activations: Counter,
+    passivations: Counter,
     store: Arc<dyn Store>,
     journal: Journal,
     clock: Clock,
@@ -154,6 +164,7 @@ impl Directory {
         let (actor, _) = Actor::spawn_linked(None, EventActor, args, self.inner.supervisor.clone())
             .await
             .map_err(|e| ActorError::Unavailable(e.to_string()))?;
+        self.inner.activations.inc();
         Ok(EventHandle::new(event, actor, self.inner.config.clone()))
     }
 
@@ -168,6 +179,52 @@ impl Directory {
         if let Some(handle) = self.live(event) {
             handle.stop_and_wait("evicted").await;
             self.inner.registry.forget(handle.actor_id());
+        }
+    }
+
+    /// Passivates the event's actor: it stops, and the next request re-activates it from
+    /// the store with the same state. Refused with the reason when something pins it in
+    /// memory (on sale, live holds, a queue, subscribers, unflushed changes); an operator's
+    /// `force` overrides all but a sale in progress and changes in flight. `Ok(false)` when
+    /// it was not live.
+    pub async fn passivate(&self, event: EventId, force: bool) -> Result<bool, ActorError> {
+        let Some(handle) = self.live(event) else { return Ok(false) };
+        match handle.passivate(force).await? {
+            Ok(()) => {
+                handle.wait_stopped().await;
+                self.inner.registry.forget(handle.actor_id());
+                self.inner.passivations.inc();
+                Ok(true)
+            }
+            Err(reason) => Err(ActorError::Pinned(reason)),
+        }
+    }
+
+    /// Registers the directory's counters (activations, passivations).
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("activations", "Event actors activated from the store", self.inner.activations.clone());
+        registry.register("passivations", "Idle event actors passivated", self.inner.passivations.clone());
+    }
+
+    /// One sweep: passivates unpinned actors idle past the timeout, then, past the live
+    /// cap, the longest-idle unpinned ones.
+    pub async fn sweep(&self) {
+        let mut idle = Vec::new();
+        for handle in self.live_events() {
+            match handle.inspect().await {
+                Ok(info) if info.pinned.is_none() => idle.push((info.idle, info.event)),
+                _ => {}
+            }
+        }
+        idle.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut live = self.inner.registry.all().len();
+        for (for_how_long, event) in idle {
+            if for_how_long < self.inner.config.idle_timeout && live <= self.inner.config.max_live {
+                break;
+            }
+            if matches!(self.passivate(event, false).await, Ok(true)) {
+                live -= 1;
+            }
         }
     }
 
@@ -197,6 +254,7 @@ pub struct Runtime {
     directory: Directory,
     supervisor: ActorRef<()>,
     flusher: JoinHandle<()>,
+    sweeper: JoinHandle<()>,
 }
 
 impl Runtime {
@@ -222,9 +280,12 @@ impl Runtime {
         let (supervisor, _) = Actor::spawn(None, EventSupervisor, registry.clone())
             .await
             .map_err(|e| ActorError::Unavailable(e.to_string()))?;
+        let sweep_every = (config.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
         let directory = Directory {
             inner: Arc::new(Inner {
                 registry,
+                activations: Counter::default(),
+                passivations: Counter::default(),
                 store,
                 journal,
                 clock,
@@ -232,7 +293,18 @@ impl Runtime {
                 supervisor: supervisor.get_cell(),
             }),
         };
-        Ok(Self { directory, supervisor, flusher })
+        let sweeper = {
+            let directory = directory.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval_at(tokio::time::Instant::now() + sweep_every, sweep_every);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    directory.sweep().await;
+                }
+            })
+        };
+        Ok(Self { directory, supervisor, flusher, sweeper })
     }
 
     /// The directory.
@@ -243,6 +315,7 @@ impl Runtime {
     /// Stops every event actor, then waits until the journal has committed everything they
     /// produced. Callers stop sending requests first (the facade stops accepting).
     pub async fn shutdown(self) {
+        self.sweeper.abort();
         for handle in self.directory.live_events() {
             handle.stop_and_wait("node shutting down").await;
         }

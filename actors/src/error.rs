@@ -41,6 +41,10 @@ pub enum ActorError {
     /// The actor stopped or could not be started.
     #[error("event actor unavailable: {0}")]
     Unavailable(String),
+    /// The actor may not be passivated now, for this reason (`on_sale`, `live_holds`,
+    /// `queue`, `subscribers`, `unflushed`).
+    #[error("the event's actor must stay in memory: {0}")]
+    Pinned(&'static str),
     /// The idempotency key was used before with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyMismatch,

@@ -5,17 +5,29 @@
 
 use crate::handle::{Caller, CancelCmd, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
 use crate::stream::{LiveStream, Resume, Subscription};
-use crate::views::{EventView, SeatEntry, SeatsSnapshot};
+use crate::views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};
 use crate::{ActorConfig, ActorError, Clock};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventEngine, HoldRequest, Persisted, QueueStanding, QueueView, Reservation, ReservationId,
-    Selection, Timestamp, UserId,
+    ChangeSet, EngineError, EventEngine, EventStatus, HoldRequest, Persisted, QueueStanding, QueueView, Reservation,
+    ReservationId, ReservationStatus, Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
+use tokio::time::Instant;
+
+/// The buckets of the hold-expiry histogram in [`ActorInfo::hold_expiries`]: holds whose
+/// expiry is at most this far away (the last bucket takes the rest).
+const HOLD_EXPIRY_BUCKETS: [(&str, Duration); 5] = [
+    ("1m", Duration::from_secs(60)),
+    ("2m", Duration::from_secs(120)),
+    ("5m", Duration::from_secs(300)),
+    ("10m", Duration::from_secs(600)),
+    ("later", Duration::MAX),
+];
 
 /// How often a full journal is retried for change sets waiting in the overflow.
 const DRAIN_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
@@ -49,6 +61,13 @@ pub(crate) enum EventMsg {
     },
     Update(Box<EventPatch>, Reply<EventView>),
     CancelEvent(Reply<EventView>),
+    /// What an operator sees of the actor.
+    Inspect(RpcReplyPort<ActorInfo>),
+    /// Stop the actor if nothing pins it in memory; the reason it is pinned otherwise. A
+    /// forced passivation (an operator's) is refused only on sale or with changes in flight.
+    Passivate(bool, RpcReplyPort<Result<(), &'static str>>),
+    /// Answer once everything decided so far is committed.
+    Persist(Reply<ActorInfo>),
     /// A timer fired: expire holds, move the lifecycle.
     Tick,
     /// The journal committed this event's change sets up to this seq.
@@ -57,6 +76,58 @@ pub(crate) enum EventMsg {
     Drain,
     /// Send the live-stream changes gathered since the last frame.
     Flush,
+}
+
+/// A message with the span of the request that sent it, so the actor's span for the
+/// message is a child of the request's (and carries its request id). Timers send none.
+pub(crate) struct Envelope {
+    pub msg: EventMsg,
+    pub span: Option<tracing::Span>,
+}
+
+impl Envelope {
+    /// A message the actor sends itself (timers).
+    fn internal(msg: EventMsg) -> Self {
+        Self { msg, span: None }
+    }
+}
+
+impl EventMsg {
+    /// The message's name, for spans and inspection.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Hold(..) => "hold",
+            Self::Cancel(..) => "cancel",
+            Self::View(_) => "view",
+            Self::Seats(_) => "seats",
+            Self::Reservation(..) => "reservation",
+            Self::QueueJoin(..) => "queue_join",
+            Self::QueueStatus(..) => "queue_status",
+            Self::QueueLeave(..) => "queue_leave",
+            Self::QueueView(_) => "queue_view",
+            Self::QueueClear(_) => "queue_clear",
+            Self::Subscribe(..) => "subscribe",
+            Self::SetBlocked { .. } => "set_blocked",
+            Self::Update(..) => "update",
+            Self::CancelEvent(_) => "cancel_event",
+            Self::Inspect(_) => "inspect",
+            Self::Passivate(..) => "passivate",
+            Self::Persist(_) => "persist",
+            Self::Tick => "tick",
+            Self::Committed(_) => "committed",
+            Self::Drain => "drain",
+            Self::Flush => "flush",
+        }
+    }
+
+    /// Whether the message is a buyer's or an admin's use of the event (what keeps an actor
+    /// from being idle), rather than timers, commits or inspection.
+    fn is_use(&self) -> bool {
+        !matches!(
+            self,
+            Self::Inspect(_) | Self::Passivate(..) | Self::Tick | Self::Committed(_) | Self::Drain | Self::Flush
+        )
+    }
 }
 
 /// What an event actor starts from.
@@ -92,14 +163,32 @@ pub(crate) struct EventState {
     stream: LiveStream,
     /// Whether a [`EventMsg::Flush`] is scheduled.
     flush_armed: bool,
+    stats: Stats,
 }
 
+/// What the actor counts about itself for operators.
+struct Stats {
+    started: Instant,
+    last_use: Instant,
+    messages: u64,
+    /// Since when a change set has been waiting for its commit, if one is.
+    uncommitted_since: Option<Instant>,
+    recent_errors: VecDeque<(Timestamp, String)>,
+}
+
+/// What pins an actor even against an operator's passivation: stopping it would stop a
+/// sale in progress, or drop durable replies and changes still in flight.
+const FORCE_REFUSED: [&str; 2] = ["on_sale", "unflushed"];
+
+/// Errors kept for inspection.
+const RECENT_ERRORS: usize = 16;
+
 impl Actor for EventActor {
-    type Msg = EventMsg;
+    type Msg = Envelope;
     type State = EventState;
     type Arguments = EventArgs;
 
-    async fn pre_start(&self, myself: ActorRef<EventMsg>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
+    async fn pre_start(&self, myself: ActorRef<Envelope>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
         let EventArgs { snapshot, journal, clock, config } = args;
         let now = clock.now();
         let record = snapshot.event;
@@ -133,6 +222,13 @@ impl Actor for EventActor {
         let mut state = EventState {
             committed: engine.seq(),
             stream: LiveStream::new(config.stream.clone(), engine.seq()),
+            stats: Stats {
+                started: Instant::now(),
+                last_use: Instant::now(),
+                messages: 0,
+                uncommitted_since: None,
+                recent_errors: VecDeque::new(),
+            },
             layout: layout_of(engine.seats()),
             flush_armed: false,
             engine,
@@ -156,7 +252,7 @@ impl Actor for EventActor {
         Ok(state)
     }
 
-    async fn post_stop(&self, _: ActorRef<EventMsg>, state: &mut EventState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _: ActorRef<Envelope>, state: &mut EventState) -> Result<(), ActorProcessingErr> {
         // Changes decided but not yet queued (the journal was full) must not be lost with
         // the actor: wait for room now.
         while let Some(entry) = state.overflow.pop_front() {
@@ -167,10 +263,20 @@ impl Actor for EventActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<EventMsg>,
-        msg: EventMsg,
+        myself: ActorRef<Envelope>,
+        Envelope { msg, span }: Envelope,
         state: &mut EventState,
     ) -> Result<(), ActorProcessingErr> {
+        let event_id = state.record.id.uuid();
+        let span = match &span {
+            Some(parent) => tracing::info_span!(parent: parent, "event_msg", %event_id, msg = msg.name()),
+            None => tracing::info_span!("event_msg", %event_id, msg = msg.name()),
+        };
+        let _entered = span.enter();
+        state.stats.messages += 1;
+        if msg.is_use() {
+            state.stats.last_use = Instant::now();
+        }
         state.drain_overflow();
         match msg {
             EventMsg::Hold(cmd, reply) => state.hold(cmd, reply),
@@ -208,6 +314,25 @@ impl Actor for EventActor {
                 }
             }
             EventMsg::Committed(seq) => state.committed(seq),
+            EventMsg::Inspect(reply) => {
+                let _ = reply.send(state.info());
+            }
+            EventMsg::Passivate(force, reply) => match state.pinned().filter(|r| !force || FORCE_REFUSED.contains(r)) {
+                Some(reason) => {
+                    let _ = reply.send(Err(reason));
+                }
+                None => {
+                    let _ = reply.send(Ok(()));
+                    tracing::info!("event actor passivated");
+                    myself.stop(Some("passivated".into()));
+                }
+            },
+            EventMsg::Persist(reply) => {
+                // As it will be when the answer goes out: committed through `seq`.
+                let seq = state.engine.seq();
+                let info = ActorInfo { committed_seq: seq, uncommitted_for: Duration::ZERO, ..state.info() };
+                state.answer_when_durable(seq, reply, Ok(info));
+            }
             // The overflow was retried above.
             EventMsg::Drain => state.drain_armed = false,
             EventMsg::Flush => {
@@ -255,9 +380,75 @@ impl EventState {
         match self.reserve() {
             Ok(permit) => Some((permit, reply)),
             Err(e) => {
+                self.note_error(&e);
                 let _ = reply.send(Err(e));
                 None
             }
+        }
+    }
+
+    /// Keeps the last few refusals for inspection.
+    fn note_error(&mut self, error: &ActorError) {
+        if self.stats.recent_errors.len() == RECENT_ERRORS {
+            self.stats.recent_errors.pop_front();
+        }
+        self.stats.recent_errors.push_back((self.clock.now(), error.to_string()));
+    }
+
+    /// Why the actor must stay in memory, if it must: passivating it would stop a sale,
+    /// lapse holds or a queue without their timers, cut off live subscribers, or drop
+    /// replies and changes still in flight.
+    fn pinned(&self) -> Option<&'static str> {
+        let queue = self.engine.queue_view(self.clock.now());
+        if matches!(self.engine.status(), EventStatus::OnSale | EventStatus::SoldOut) {
+            Some("on_sale")
+        } else if self.engine.reservations().any(|r| r.status == ReservationStatus::Held) {
+            Some("live_holds")
+        } else if queue.waiting + queue.active > 0 {
+            Some("queue")
+        } else if self.stream.subscribers() > 0 {
+            Some("subscribers")
+        } else if !self.overflow.is_empty() || !self.parked.is_empty() {
+            Some("unflushed")
+        } else {
+            None
+        }
+    }
+
+    fn info(&self) -> ActorInfo {
+        let now = self.clock.now();
+        let queue = self.engine.queue_view(now);
+        let mut holds = 0;
+        let mut expiries = [0u32; HOLD_EXPIRY_BUCKETS.len()];
+        for r in self.engine.reservations().filter(|r| r.status == ReservationStatus::Held) {
+            holds += 1;
+            let left = Duration::from_millis((r.expires_at.millis() - now.millis()).max(0) as u64);
+            let bucket = HOLD_EXPIRY_BUCKETS.iter().position(|&(_, limit)| left <= limit).unwrap_or(expiries.len() - 1);
+            expiries[bucket] += 1;
+        }
+        ActorInfo {
+            event: self.record.id,
+            title: self.record.title.clone(),
+            status: self.engine.status(),
+            counts: self.engine.counts(),
+            holds,
+            queue_waiting: queue.waiting,
+            queue_active: queue.active,
+            queue_admitted: queue.admitted_total,
+            seq: self.engine.seq(),
+            committed_seq: self.committed,
+            uncommitted_for: self.stats.uncommitted_since.map_or(Duration::ZERO, |t| t.elapsed()),
+            uptime: self.stats.started.elapsed(),
+            idle: self.stats.last_use.elapsed(),
+            messages: self.stats.messages,
+            subscribers: self.stream.subscribers(),
+            pinned: self.pinned(),
+            recent_errors: self.stats.recent_errors.iter().cloned().collect(),
+            next_deadline: self.engine.next_deadline(now),
+            timer_at: self.timer_at,
+            overflow: self.overflow.len(),
+            parked: self.parked.len(),
+            hold_expiries: HOLD_EXPIRY_BUCKETS.iter().map(|&(label, _)| label).zip(expiries).collect(),
         }
     }
 
@@ -278,6 +469,7 @@ impl EventState {
     /// Everything that must follow any change: invalidate cached reads.
     fn note_changes(&mut self, changes: &ChangeSet) {
         if !changes.changes.is_empty() {
+            self.stats.uncommitted_since.get_or_insert_with(Instant::now);
             self.stream.record(changes);
             self.seats_cache = None;
             if let Some(status) = changes.event_status() {
@@ -334,7 +526,10 @@ impl EventState {
                 let r = self.engine.reservation(cmd.id).cloned().expect("a successful hold creates its reservation");
                 (changes, Ok(r))
             }
-            Err(e) => (self.no_changes(), Err(e)),
+            Err(e) => {
+                self.note_error(&e.clone().into());
+                (self.no_changes(), Err(e))
+            }
         };
         let outcome = match &result {
             Ok(r) => StoredOutcome::Reservation(Box::new(r.clone())),
@@ -447,6 +642,8 @@ impl EventState {
 
     fn committed(&mut self, seq: u64) {
         self.committed = self.committed.max(seq);
+        // Still behind: what is left was sent no earlier than this batch's commit.
+        self.stats.uncommitted_since = (self.committed < self.engine.seq()).then(Instant::now);
         while self.parked.front().is_some_and(|(s, _)| *s <= self.committed) {
             let (_, answer) = self.parked.pop_front().expect("checked non-empty");
             answer();
@@ -528,27 +725,27 @@ impl EventState {
     }
 
     /// Schedules the next live-stream frame when changes are waiting for one.
-    fn arm_flush(&mut self, myself: &ActorRef<EventMsg>) {
+    fn arm_flush(&mut self, myself: &ActorRef<Envelope>) {
         if self.flush_armed || !self.stream.has_pending() {
             return;
         }
         self.flush_armed = true;
-        myself.send_after(self.stream.tick(), || EventMsg::Flush);
+        myself.send_after(self.stream.tick(), || Envelope::internal(EventMsg::Flush));
     }
 
     /// While change sets wait in the overflow, retries handing them to the journal on its
     /// own: they must reach the store when it catches up even if no request comes for this
     /// event (its commits are what would otherwise wake it).
-    fn arm_drain(&mut self, myself: &ActorRef<EventMsg>) {
+    fn arm_drain(&mut self, myself: &ActorRef<Envelope>) {
         if self.overflow.is_empty() || self.drain_armed {
             return;
         }
         self.drain_armed = true;
-        myself.send_after(DRAIN_RETRY, || EventMsg::Drain);
+        myself.send_after(DRAIN_RETRY, || Envelope::internal(EventMsg::Drain));
     }
 
     /// Arms one timer for the engine's next deadline, unless an earlier one is armed.
-    fn arm_timer(&mut self, myself: &ActorRef<EventMsg>) {
+    fn arm_timer(&mut self, myself: &ActorRef<Envelope>) {
         let now = self.clock.now();
         let Some(next) = self.engine.next_deadline(now) else { return };
         if self.timer_at.is_some_and(|armed| armed <= next) {
@@ -559,7 +756,7 @@ impl EventState {
         // the tick sees `now >= next` (deadlines are inclusive). A tick that found nothing
         // due would only re-arm for the same deadline.
         let delay = self.clock.until(next);
-        myself.send_after(delay, || EventMsg::Tick);
+        myself.send_after(delay, || Envelope::internal(EventMsg::Tick));
     }
 }
 

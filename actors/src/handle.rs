@@ -1,9 +1,9 @@
 //! [`EventHandle`]: the typed way to talk to an event's actor, with a timeout on every
 //! call and a bound on requests in flight.
 
-use crate::event_actor::EventMsg;
+use crate::event_actor::{Envelope, EventMsg};
 use crate::stream::{Resume, Subscription};
-use crate::views::{EventView, SeatsSnapshot};
+use crate::views::{ActorInfo, EventView, SeatsSnapshot};
 use crate::{ActorConfig, ActorError};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, RpcReplyPort};
@@ -140,7 +140,7 @@ impl EventPatch {
 #[derive(Clone)]
 pub struct EventHandle {
     event: EventId,
-    actor: ActorRef<EventMsg>,
+    actor: ActorRef<Envelope>,
     in_flight: Arc<AtomicUsize>,
     config: Arc<ActorConfig>,
 }
@@ -155,7 +155,7 @@ impl Drop for Slot {
 }
 
 impl EventHandle {
-    pub(crate) fn new(event: EventId, actor: ActorRef<EventMsg>, config: Arc<ActorConfig>) -> Self {
+    pub(crate) fn new(event: EventId, actor: ActorRef<Envelope>, config: Arc<ActorConfig>) -> Self {
         Self { event, actor, in_flight: Arc::default(), config }
     }
 
@@ -263,9 +263,32 @@ impl EventHandle {
         self.call(EventMsg::CancelEvent, self.config.durable_timeout).await?
     }
 
+    /// What an operator sees of the actor.
+    pub async fn inspect(&self) -> Result<ActorInfo, ActorError> {
+        self.call(EventMsg::Inspect, self.config.call_timeout).await
+    }
+
+    /// Answers once everything the actor decided so far is committed to the store.
+    pub async fn persist(&self) -> Result<ActorInfo, ActorError> {
+        self.call(EventMsg::Persist, self.config.durable_timeout).await?
+    }
+
+    /// Asks the actor to stop if nothing pins it in memory (if `force`, only a sale in
+    /// progress or changes in flight do); the reason if something does.
+    pub(crate) async fn passivate(&self, force: bool) -> Result<Result<(), &'static str>, ActorError> {
+        self.call(|r| EventMsg::Passivate(force, r), self.config.call_timeout).await
+    }
+
     /// Tells the actor its change sets up to `seq` are durable.
     pub(crate) fn committed(&self, seq: u64) {
-        let _ = self.actor.cast(EventMsg::Committed(seq));
+        let _ = self.actor.cast(Envelope { msg: EventMsg::Committed(seq), span: None });
+    }
+
+    /// Waits until the actor has stopped (it stops itself when passivated).
+    pub(crate) async fn wait_stopped(&self) {
+        while self.is_alive() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Stops the actor after the message it is handling and waits until it has stopped.
@@ -279,7 +302,8 @@ impl EventHandle {
         timeout: Duration,
     ) -> Result<T, ActorError> {
         let _slot = self.acquire()?;
-        match self.actor.call(build, Some(timeout)).await {
+        let span = tracing::Span::current();
+        match self.actor.call(|reply| Envelope { msg: build(reply), span: Some(span) }, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             Ok(CallResult::Timeout) => Err(ActorError::Timeout),
             Ok(CallResult::SenderError) => Err(ActorError::Unavailable("actor stopped before answering".into())),

@@ -22,4 +22,4 @@ pub use directory::{ActorConfig, Directory, Runtime};
 pub use error::ActorError;
 pub use handle::{Caller, CancelCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
 pub use stream::{Frame, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
-pub use views::{EventView, SeatEntry, SeatsSnapshot};
+pub use views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};

@@ -202,6 +202,11 @@ impl LiveStream {
         self.config.tick
     }
 
+    /// Live subscribers.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// Whether changes wait for the next frame.
     pub(crate) fn has_pending(&self) -> bool {
         !self.pending.is_empty()

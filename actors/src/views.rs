@@ -1,7 +1,8 @@
 //! Read models the actor hands out: cheap to share, never borrowed from actor state.
 
 use std::sync::Arc;
-use tiketi_engine::{EventStatus, SeatCounts, SeatStatus, TicketTypeState};
+use std::time::Duration;
+use tiketi_engine::{EventId, EventStatus, SeatCounts, SeatStatus, TicketTypeState, Timestamp};
 use tiketi_persistence::EventRecord;
 
 /// An event with its live state.
@@ -51,4 +52,53 @@ impl SeatsSnapshot {
     pub fn seats(&self) -> impl Iterator<Item = (&SeatEntry, SeatStatus)> {
         self.layout.iter().zip(self.statuses.iter().copied())
     }
+}
+
+/// What an operator sees of one live event actor.
+#[derive(Debug, Clone)]
+pub struct ActorInfo {
+    /// The event.
+    pub event: EventId,
+    /// Its title.
+    pub title: String,
+    /// Live status.
+    pub status: EventStatus,
+    /// Seats by status.
+    pub counts: SeatCounts,
+    /// Held reservations awaiting payment.
+    pub holds: usize,
+    /// Buyers waiting in the admission queue.
+    pub queue_waiting: u64,
+    /// Buyers admitted and not done.
+    pub queue_active: u64,
+    /// Admissions since the actor started.
+    pub queue_admitted: u64,
+    /// Seq of the last change set decided.
+    pub seq: u64,
+    /// Seq the store has committed.
+    pub committed_seq: u64,
+    /// How long the oldest uncommitted change set has waited (zero when none waits).
+    pub uncommitted_for: Duration,
+    /// Since activation.
+    pub uptime: Duration,
+    /// Since the last buyer or admin message (timers, commits and inspection do not count).
+    pub idle: Duration,
+    /// Messages handled.
+    pub messages: u64,
+    /// Live-stream subscribers.
+    pub subscribers: usize,
+    /// Why the actor may not be passivated, if it may not.
+    pub pinned: Option<&'static str>,
+    /// The last refusals (overload, engine errors), oldest first.
+    pub recent_errors: Vec<(Timestamp, String)>,
+    /// The engine's next deadline (expiry, sale start or end, queue work).
+    pub next_deadline: Option<Timestamp>,
+    /// When the armed timer fires.
+    pub timer_at: Option<Timestamp>,
+    /// Change sets waiting for room in a full journal.
+    pub overflow: usize,
+    /// Durable replies waiting for their commit.
+    pub parked: usize,
+    /// Held reservations by time left: `(at most, count)`, the last bucket `later`.
+    pub hold_expiries: Vec<(&'static str, u32)>,
 }

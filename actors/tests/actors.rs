@@ -552,3 +552,113 @@ fn place(standing: QueueStanding) -> QueueStanding {
         other => other,
     }
 }
+
+/// `record` with its own id, so two events can live in one store.
+fn another(mut record: EventRecord, n: u128) -> EventRecord {
+    record.id = EventId(Uuid::from_u128(n));
+    record
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_actors_are_passivated_unless_pinned_and_the_live_cap_takes_the_longest_idle() {
+    let store = GatedStore::new();
+    let selling = on_sale();
+    let ended = another(event_record(at(-7200), at(-3600), HOUR), 2);
+    let upcoming = another(event_record(at(3600), at(7200), HOUR), 3);
+    let config = ActorConfig { idle_timeout: Duration::from_secs(60), max_live: 10, ..ActorConfig::default() };
+    let runtime = start(store.clone(), selling.clone(), JournalConfig::default(), config).await;
+    store.create_event(ended.clone()).await.unwrap();
+    store.create_event(upcoming.clone()).await.unwrap();
+    let directory = runtime.directory();
+    for event in [selling.id, ended.id, upcoming.id] {
+        directory.get(event).await.unwrap();
+    }
+
+    advance(Duration::from_secs(30)).await;
+    directory.sweep().await;
+    assert_eq!(directory.live_events().len(), 3, "nobody is idle long enough yet");
+    // Inspection is not use: it does not keep an actor awake.
+    directory.live(ended.id).unwrap().inspect().await.unwrap();
+    advance(Duration::from_secs(31)).await;
+    directory.sweep().await;
+    assert!(directory.live(ended.id).is_none() && directory.live(upcoming.id).is_none(), "idle events leave memory");
+    let info = directory.live(selling.id).expect("an event on sale stays").inspect().await.unwrap();
+    assert_eq!(info.pinned, Some("on_sale"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_live_cap_the_longest_idle_unpinned_actor_goes_first() {
+    let store = GatedStore::new();
+    let selling = on_sale();
+    let ended = another(event_record(at(-7200), at(-3600), HOUR), 2);
+    let upcoming = another(event_record(at(3600), at(7200), HOUR), 3);
+    let config = ActorConfig { idle_timeout: HOUR, max_live: 2, ..ActorConfig::default() };
+    let runtime = start(store.clone(), selling.clone(), JournalConfig::default(), config).await;
+    store.create_event(ended.clone()).await.unwrap();
+    store.create_event(upcoming.clone()).await.unwrap();
+    let directory = runtime.directory();
+    directory.get(selling.id).await.unwrap();
+    let oldest = directory.get(ended.id).await.unwrap();
+    advance(Duration::from_secs(5)).await;
+    directory.get(upcoming.id).await.unwrap();
+    assert_eq!(oldest.inspect().await.unwrap().idle, Duration::from_secs(5));
+
+    directory.sweep().await;
+    assert!(directory.live(ended.id).is_none(), "the longest idle went, though not idle for an hour");
+    assert!(directory.live(upcoming.id).is_some() && directory.live(selling.id).is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operator_passivates_events_with_holds_or_a_queue_and_they_come_back_the_same() {
+    let store = GatedStore::new();
+    // Sells for ten more seconds; holds last an hour, so they outlive the sale.
+    let closing = event_record(at(-60), at(10), HOUR);
+    let mut queued = another(event_record(at(3600), at(7200), HOUR), 2);
+    queued.queue = QueueSettings { enabled: true, ..QueueSettings::default() };
+    let runtime = start(store.clone(), closing.clone(), JournalConfig::default(), ActorConfig::default()).await;
+    store.create_event(queued.clone()).await.unwrap();
+    let directory = runtime.directory();
+
+    let first = directory.get(closing.id).await.unwrap();
+    two_holds_committed(&store, &first).await;
+    first.set_blocked(vec!["S1-D-10".into()], true).await.unwrap();
+    assert_eq!(directory.passivate(closing.id, true).await, Err(ActorError::Pinned("on_sale")));
+    advance(Duration::from_secs(11)).await;
+    // The sale-end timer fires on its own task; let its tick reach the actor.
+    while first.view().await.unwrap().status != EventStatus::Ended {
+        advance(Duration::from_millis(1)).await;
+    }
+    let before = (first.seats().await.unwrap(), first.reservation(rid(1)).await.unwrap());
+    // Idle passivation leaves an event with holds alone; the operator may passivate it.
+    assert_eq!(directory.passivate(closing.id, false).await, Err(ActorError::Pinned("live_holds")));
+    assert_eq!(directory.passivate(closing.id, true).await, Ok(true));
+    assert!(directory.live(closing.id).is_none());
+    let second = directory.get(closing.id).await.unwrap();
+    assert_ne!(second.actor_id(), first.actor_id());
+    let after = (second.seats().await.unwrap(), second.reservation(rid(1)).await.unwrap());
+    assert_eq!((after.0.seq, &after.0.statuses), (before.0.seq, &before.0.statuses));
+    assert_eq!(after.1, before.1, "the hold is back with its expiry");
+
+    // A pre-queue comes back with its members, and draws the same order at opening.
+    let first = directory.get(queued.id).await.unwrap();
+    for n in 1..=4 {
+        first.join_queue(user(n)).await.unwrap();
+    }
+    assert_eq!(directory.passivate(queued.id, false).await, Err(ActorError::Pinned("queue")));
+    assert_eq!(directory.passivate(queued.id, true).await, Ok(true));
+    let second = directory.get(queued.id).await.unwrap();
+    let view = second.queue_view().await.unwrap();
+    assert_eq!((view.waiting, view.pre_queue), (4, 4));
+    assert_eq!(
+        second.queue_status(user(3)).await.unwrap(),
+        QueueStanding::Waiting { position: None, estimated_wait: view_wait(&second).await }
+    );
+}
+
+/// The wait a pre-queue member is quoted: the time until sale start.
+async fn view_wait(handle: &EventHandle) -> Option<Duration> {
+    match handle.queue_status(user(1)).await.unwrap() {
+        QueueStanding::Waiting { estimated_wait, .. } => estimated_wait,
+        other => panic!("{other:?}"),
+    }
+}

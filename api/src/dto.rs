@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use serde::Serialize;
 use tiketi_actors::EventView;
-use tiketi_engine::{Reservation, ReservationItems, Timestamp};
+use tiketi_engine::{Reservation, ReservationItems, SeatCounts, Timestamp};
 use tiketi_persistence::EventRecord;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -165,6 +165,12 @@ pub struct AvailabilityDto {
     pub total: u32,
 }
 
+impl From<SeatCounts> for AvailabilityDto {
+    fn from(c: SeatCounts) -> Self {
+        Self { available: c.available, held: c.held, sold: c.sold, blocked: c.blocked, total: c.total() }
+    }
+}
+
 /// An event with ticket types and live availability.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -226,13 +232,7 @@ impl EventDetailDto {
                     sold: t.sold,
                 })
                 .collect(),
-            availability: AvailabilityDto {
-                available: v.counts.available,
-                held: v.counts.held,
-                sold: v.counts.sold,
-                blocked: v.counts.blocked,
-                total: v.counts.total(),
-            },
+            availability: v.counts.into(),
             queue: (&v.record.queue).into(),
             version: v.seq,
         }

@@ -185,6 +185,11 @@ impl From<ActorError> for ApiError {
             }
             ActorError::Timeout => Self::Unavailable("event actor timed out".into(), Duration::from_secs(1)),
             ActorError::Unavailable(why) => Self::Unavailable(why, Duration::from_secs(1)),
+            ActorError::Pinned(reason) => Self::Conflict {
+                code: "actor_pinned",
+                message: format!("the event's actor must stay in memory: {reason}"),
+                details: json!({ "reason": reason }),
+            },
             ActorError::IdempotencyMismatch => Self::invalid(
                 "Idempotency-Key",
                 "this key was already used with a different request; use a new key for a new request",

@@ -1,5 +1,6 @@
 //! The HTTP routes under `/api/v1`. Each module owns its router and its request types.
 
+pub mod actors;
 pub mod admin;
 pub mod auth;
 pub mod events;
@@ -20,4 +21,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(stream::router())
         .merge(queue::router())
         .merge(admin::router())
+        .merge(actors::router())
 }

@@ -133,6 +133,11 @@ pub struct EventSettings {
     pub idempotency_retention_hours: u64,
     /// Shortest hold TTL an event may have.
     pub min_hold_ttl_secs: u64,
+    /// An event actor unused this long is passivated (unless on sale, holding, queueing or
+    /// watched).
+    pub idle_timeout_secs: u64,
+    /// Most live event actors per node; past it the longest-idle unpinned ones go first.
+    pub max_live_actors: usize,
 }
 
 /// `[journal]`
@@ -250,6 +255,8 @@ impl Settings {
             busy_retry_after: Duration::from_secs(events.busy_retry_after_secs),
             overload_retry_after: Duration::from_secs(events.overload_retry_after_secs),
             idempotency_retention: Duration::from_secs(events.idempotency_retention_hours * 3600),
+            idle_timeout: Duration::from_secs(events.idle_timeout_secs),
+            max_live: events.max_live_actors,
             stream: tiketi_actors::StreamConfig {
                 tick: Duration::from_millis(stream.tick_ms),
                 channel_capacity: stream.channel_capacity,

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real application on port 0, over HTTP.
 
+mod actors;
 mod admin;
 mod auth;
 mod bad_input;
