@@ -216,7 +216,7 @@ impl Directory {
                 _ => {}
             }
         }
-        idle.sort_by(|a, b| b.0.cmp(&a.0));
+        idle.sort_by_key(|&(for_how_long, _)| std::cmp::Reverse(for_how_long));
         let mut live = self.inner.registry.all().len();
         for (for_how_long, event) in idle {
             if for_how_long < self.inner.config.idle_timeout && live <= self.inner.config.max_live {
@@ -226,6 +226,12 @@ impl Directory {
                 live -= 1;
             }
         }
+    }
+
+    /// Whether the actor system runs: the supervisor is up and the journal's flusher takes
+    /// change sets.
+    pub fn is_running(&self) -> bool {
+        matches!(self.inner.supervisor.get_status(), ractor::ActorStatus::Running) && self.inner.journal.is_running()
     }
 
     /// Every live actor on this node.

@@ -124,6 +124,7 @@ impl Application {
 /// The full router: `/api/v1`, docs, health, and the cross-cutting layers.
 fn router(state: AppState) -> Router {
     let settings = state.settings().server.clone();
+    let http_metrics = state.metrics().http.clone();
     let (api, doc) =
         OpenApiRouter::with_openapi(crate::openapi::base()).nest("/api/v1", routes::api()).split_for_parts();
     Router::new()
@@ -147,6 +148,9 @@ fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), route, request_id)
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        // Outermost, so the timeout's 503s and caught panics' 500s are counted too. Still
+        // per route (Router::layer wraps each route), so the matched template is known.
+        .layer(axum::middleware::from_fn_with_state(http_metrics, crate::metrics::http::track))
 }
 
 /// Connects to PostgreSQL and applies pending migrations (also `tiketi migrate`).

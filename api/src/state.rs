@@ -32,13 +32,13 @@ impl AppState {
     pub fn new(directory: Directory, auth: AuthKeys, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
+                metrics: Metrics::new(&directory),
                 directory,
                 auth,
                 ws_slots: Arc::new(Semaphore::new(settings.stream.max_connections)),
                 settings,
                 draining: watch::Sender::new(false),
                 labels: Mutex::default(),
-                metrics: Metrics::new(),
             }),
         }
     }

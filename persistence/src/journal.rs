@@ -7,6 +7,13 @@
 //! it succeeds: nothing handed to the journal is dropped because the store was down. The
 //! channel bound is the backlog limit: when it is full, [`Journal::try_reserve`] fails and
 //! the actor refuses new writes with "overloaded" instead of queueing without bound.
+//!
+//! Each entry travels with the instant it was handed over, so the flusher can tell how
+//! long it waited to become durable ([`JournalMetrics`]).
+
+mod metrics;
+
+pub use metrics::{JournalMetrics, OutcomeLabels};
 
 use crate::records::JournalEntry;
 use crate::store::{Store, StoreError};
@@ -17,6 +24,10 @@ use std::time::Duration;
 use tiketi_engine::EventId;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// An entry and when it was handed to the journal.
+type Stamped = (Instant, JournalEntry);
 
 /// Called after every committed batch with the highest committed seq of each event in it.
 pub type OnCommit = Arc<dyn Fn(&[(EventId, u64)]) + Send + Sync>;
@@ -71,20 +82,21 @@ pub struct Backlogged;
 /// The sending side, cloned into every event actor.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::Sender<JournalEntry>,
+    tx: mpsc::Sender<Stamped>,
     capacity: usize,
     stats: Arc<JournalStats>,
+    metrics: JournalMetrics,
 }
 
 /// A reserved slot in the journal: reserve before deciding, so a decided command can
 /// always be journaled.
-pub struct JournalPermit(mpsc::OwnedPermit<JournalEntry>, Arc<JournalStats>);
+pub struct JournalPermit(mpsc::OwnedPermit<Stamped>, Arc<JournalStats>);
 
 impl JournalPermit {
     /// Hands an entry to the flusher.
     pub fn send(self, entry: JournalEntry) {
         self.1.sent.fetch_add(1, Ordering::Relaxed);
-        self.0.send(entry);
+        self.0.send((Instant::now(), entry));
     }
 }
 
@@ -94,9 +106,16 @@ impl Journal {
     pub fn spawn(store: Arc<dyn Store>, config: JournalConfig, on_commit: OnCommit) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(config.capacity);
         let stats = Arc::new(JournalStats::default());
-        let flusher = Flusher { store, config: config.clone(), on_commit, stats: stats.clone() };
+        let metrics = JournalMetrics::new(stats.clone());
+        let flusher =
+            Flusher { store, config: config.clone(), on_commit, stats: stats.clone(), metrics: metrics.clone() };
         let task = tokio::spawn(flusher.run(rx));
-        (Self { tx, capacity: config.capacity, stats }, task)
+        (Self { tx, capacity: config.capacity, stats, metrics }, task)
+    }
+
+    /// Whether the flusher still takes change sets.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Reserves a slot, or says the backlog is full.
@@ -111,7 +130,7 @@ impl Journal {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         // The receiver lives until every sender is gone, so this cannot fail while `self`
         // exists.
-        let _ = self.tx.send(entry).await;
+        let _ = self.tx.send((Instant::now(), entry)).await;
     }
 
     /// Waits until everything handed to the journal before this call has been committed
@@ -136,6 +155,13 @@ impl Journal {
     pub fn stats(&self) -> &Arc<JournalStats> {
         &self.stats
     }
+
+    /// Registers the journal's metrics (batch sizes, commit latency and lag, backlog,
+    /// failures, and reservations and seats sold as committed) into `registry`, which the
+    /// caller has prefixed. Every clone of this journal shares the same values.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.metrics.register(registry);
+    }
 }
 
 struct Flusher {
@@ -143,29 +169,47 @@ struct Flusher {
     config: JournalConfig,
     on_commit: OnCommit,
     stats: Arc<JournalStats>,
+    metrics: JournalMetrics,
 }
 
 impl Flusher {
-    async fn run(self, mut rx: mpsc::Receiver<JournalEntry>) {
+    async fn run(self, mut rx: mpsc::Receiver<Stamped>) {
+        let mut stamped = Vec::with_capacity(self.config.max_batch);
+        let mut sent_at = Vec::with_capacity(self.config.max_batch);
         let mut batch = Vec::with_capacity(self.config.max_batch);
-        while rx.recv_many(&mut batch, self.config.max_batch).await > 0 {
+        while rx.recv_many(&mut stamped, self.config.max_batch).await > 0 {
+            for (at, entry) in stamped.drain(..) {
+                sent_at.push(at);
+                batch.push(entry);
+            }
+            let started = Instant::now();
             let (committed, rejected) = self.commit(&batch).await;
+            let now = Instant::now();
+            // Metrics before `entries` and the callback: once a caller sees its change set
+            // committed (a durable reply, `flushed`), the metrics already count it.
+            let durable = batch.iter().enumerate().filter(|(i, _)| !rejected.contains(i));
+            self.metrics.batch_committed(
+                batch.len(),
+                now - started,
+                durable.map(|(i, entry)| (now.saturating_duration_since(sent_at[i]), entry)),
+            );
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
-            self.stats.entries.fetch_add((batch.len() - rejected) as u64, Ordering::Release);
+            self.stats.entries.fetch_add((batch.len() - rejected.len()) as u64, Ordering::Release);
             (self.on_commit)(&committed);
             self.stats.done.notify_waiters();
             batch.clear();
+            sent_at.clear();
         }
         tracing::debug!("journal closed and drained");
     }
 
     /// Commits a batch, retrying while the store is unavailable. Returns the highest seq
-    /// per event that is now durable, and how many entries were rejected.
-    async fn commit(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, usize) {
+    /// per event that is now durable, and the positions of the entries that were rejected.
+    async fn commit(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, Vec<usize>) {
         let mut backoff = self.config.backoff;
         loop {
             match self.store.append(batch).await {
-                Ok(()) => return (highest_seqs(batch), 0),
+                Ok(()) => return (highest_seqs(batch), Vec::new()),
                 Err(StoreError::Unavailable(e)) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, entries = batch.len(), retry_in = ?backoff, "journal append failed");
@@ -182,10 +226,10 @@ impl Flusher {
         }
     }
 
-    async fn commit_each(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, usize) {
+    async fn commit_each(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, Vec<usize>) {
         let mut committed = Vec::new();
-        let mut rejected = 0;
-        for entry in batch {
+        let mut rejected = Vec::new();
+        for (i, entry) in batch.iter().enumerate() {
             let one = std::slice::from_ref(entry);
             let mut backoff = self.config.backoff;
             loop {
@@ -201,7 +245,7 @@ impl Flusher {
                         backoff = (backoff * 2).min(self.config.max_backoff);
                     }
                     Err(e) => {
-                        rejected += 1;
+                        rejected.push(i);
                         self.stats.rejected.fetch_add(1, Ordering::Release);
                         tracing::error!(error = %e, event_id = %entry.event, seq = entry.changes.seq, "journal entry rejected");
                         break;

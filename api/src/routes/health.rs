@@ -18,17 +18,19 @@ async fn live() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The node can serve: the store answers and it is not draining.
+/// The node can serve: the store answers, the actor system runs, and it is not draining.
+/// (Redis joins the checks when the cluster uses it.)
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let store = state.store().ping().await;
     let draining = state.is_draining();
-    let ok = store.is_ok() && !draining;
+    let running = state.directory().is_running();
+    let ok = store.is_ok() && !draining && running;
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if ok { "ok" } else { "unavailable" },
         "checks": {
             "store": if store.is_ok() { "ok" } else { "unavailable" },
-            "actors": if draining { "draining" } else { "ok" },
+            "actors": if draining { "draining" } else if running { "ok" } else { "stopped" },
         }
     });
     (status, Json(body))

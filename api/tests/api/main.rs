@@ -6,6 +6,7 @@ mod auth;
 mod bad_input;
 mod concurrency;
 mod events;
+mod metrics;
 mod queue;
 mod reservations;
 mod stream;
