@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use tiketi_actors::{ActorConfig, Clock, Runtime};
 use tiketi_api::Application;
 use tiketi_api::settings::StoreKind;
+use tiketi_benches::machine::{loadavg, nproc, uname_r};
+use tiketi_benches::report::{Row, ms, percentile, print_table};
 use tiketi_engine::{
     Change, EventEngine, EventId, EventStatus, HoldRequest, LayoutSpec, ReservationId, SeatIndex, SeatMap, Selection,
     Timestamp, UserId,
@@ -188,11 +190,7 @@ async fn run() {
     }
 
     println!();
-    println!("| benchmark | metric | median of {RUNS} | runs | goal |");
-    println!("|---|---|---:|---|---|");
-    for row in &rows {
-        println!("{row}");
-    }
+    print_table(&rows, RUNS);
     println!();
     for note in notes {
         println!("{note}");
@@ -826,64 +824,4 @@ async fn create_users(store: &dyn Store, n: usize) -> Vec<UserId> {
         users.push(store.create_user(new).await.expect("user created").id);
     }
     users
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
-}
-
-fn uname_r() -> String {
-    std::process::Command::new("uname")
-        .arg("-r")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "?".into())
-}
-
-/// One line of the results table.
-struct Row {
-    bench: String,
-    metric: &'static str,
-    runs: Vec<f64>,
-    decimals: usize,
-    goal: &'static str,
-}
-
-impl Row {
-    fn new(
-        bench: &str,
-        metric: &'static str,
-        runs: impl IntoIterator<Item = f64>,
-        decimals: usize,
-        goal: &'static str,
-    ) -> Self {
-        Self { bench: bench.into(), metric, runs: runs.into_iter().collect(), decimals, goal }
-    }
-
-    fn median(&self) -> f64 {
-        let mut v = self.runs.clone();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    }
-}
-
-impl std::fmt::Display for Row {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let d = self.decimals;
-        let runs: Vec<String> = self.runs.iter().map(|v| format!("{v:.d$}")).collect();
-        write!(f, "| {} | {} | {:.d$} | {} | {} |", self.bench, self.metric, self.median(), runs.join(" / "), self.goal)
-    }
 }
