@@ -20,6 +20,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgr
 use axum::extract::{Query, State};
 use axum::response::Response;
 use bytes::Bytes;
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::VecDeque;
@@ -27,12 +28,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tiketi_actors::{EventHandle, Frame, Notice, Resume, Start, Subscription};
 use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
+
+/// Most frames written with one flush when a connection has fallen behind.
+const MAX_BATCH: usize = 64;
 
 /// The stream route.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -96,7 +101,12 @@ pub async fn subscribe(
     };
     let resume = query.since.map(|since| Resume { since, stream: query.stream });
     let limits = &state.settings().stream;
-    let upgrade = upgrade.max_message_size(limits.max_message_bytes).max_frame_size(limits.max_message_bytes);
+    // Clients send a few small messages; a small read buffer keeps ten thousand idle
+    // connections cheap (the default 128 KiB is allocated, and cleared on every poll).
+    let upgrade = upgrade
+        .max_message_size(limits.max_message_bytes)
+        .max_frame_size(limits.max_message_bytes)
+        .read_buffer_size(limits.max_message_bytes.max(4096));
     Ok(upgrade.on_upgrade(move |socket| async move {
         let _slot = slot;
         let metrics = &state.metrics().ws;
@@ -151,33 +161,30 @@ impl Connection {
         let mut queue_tick = tokio::time::interval_at(Instant::now() + queue_every, queue_every);
         loop {
             tokio::select! {
-                frame = frames.recv() => match frame {
-                    Ok(frame) => self.send_frame(&frame).await?,
-                    Err(RecvError::Lagged(_)) => {
-                        self.state.metrics().ws.resyncs.inc();
-                        if self.too_slow() {
-                            self.close(close_code::AGAIN, "too slow: resynced too often").await;
-                            return Err(Some("slow"));
-                        }
-                        frames = self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await?;
-                    }
-                    // The event's actor stopped (passivated, moved, restarted): follow the
-                    // new one from where this connection is.
-                    Err(RecvError::Closed) => {
-                        if self.state.is_draining() {
-                            self.close(close_code::AWAY, "server shutting down").await;
-                            return Err(Some("shutdown"));
-                        }
-                        self.handle = match self.state.event(self.handle.event()).await {
-                            Ok(handle) => handle,
-                            Err(_) => {
-                                self.close(close_code::AGAIN, "event unavailable").await;
-                                return Err(Some("unavailable"));
+                frame = frames.recv() => {
+                    // Take every frame already waiting (up to a bound) and write them with
+                    // one flush: a connection that fell behind catches up in few syscalls.
+                    let mut next = frame;
+                    for _ in 0..MAX_BATCH {
+                        match next {
+                            Ok(frame) => self.send_frame(&frame).await?,
+                            Err(RecvError::Lagged(_)) => {
+                                frames = self.resync().await?;
+                                break;
                             }
+                            Err(RecvError::Closed) => {
+                                frames = self.follow().await?;
+                                break;
+                            }
+                        }
+                        next = match frames.try_recv() {
+                            Ok(frame) => Ok(frame),
+                            Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
+                            Err(TryRecvError::Closed) => Err(RecvError::Closed),
+                            Err(TryRecvError::Empty) => break,
                         };
-                        frames = self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await?;
                     }
-                },
+                }
                 message = self.socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(resume) = self.client_message(&text).await? {
@@ -194,14 +201,40 @@ impl Connection {
                     return Err(Some("shutdown"));
                 }
             }
+            self.flush().await?;
         }
     }
 
+    /// The connection fell behind the event's channel: resync it (replay or snapshot),
+    /// or drop it if it keeps falling behind.
+    async fn resync(&mut self) -> Result<Receiver<Arc<Frame>>, DropReason> {
+        self.state.metrics().ws.resyncs.inc();
+        if self.too_slow() {
+            self.close(close_code::AGAIN, "too slow: resynced too often").await;
+            return Err(Some("slow"));
+        }
+        self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
+    }
+
+    /// The event's actor stopped (passivated, moved, restarted): follow the new one from
+    /// where this connection is.
+    async fn follow(&mut self) -> Result<Receiver<Arc<Frame>>, DropReason> {
+        if self.state.is_draining() {
+            self.close(close_code::AWAY, "server shutting down").await;
+            return Err(Some("shutdown"));
+        }
+        self.handle = match self.state.event(self.handle.event()).await {
+            Ok(handle) => handle,
+            Err(_) => {
+                self.close(close_code::AGAIN, "event unavailable").await;
+                return Err(Some("unavailable"));
+            }
+        };
+        self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
+    }
+
     /// Subscribes (from `resume` or a snapshot) and sends the starting frames.
-    async fn start(
-        &mut self,
-        resume: Option<Resume>,
-    ) -> Result<tokio::sync::broadcast::Receiver<Arc<Frame>>, DropReason> {
+    async fn start(&mut self, resume: Option<Resume>) -> Result<Receiver<Arc<Frame>>, DropReason> {
         let Subscription { stream, start, frames } = match self.handle.subscribe(resume).await {
             Ok(s) => s,
             Err(_) => {
@@ -221,6 +254,7 @@ impl Connection {
                 }
             }
         }
+        self.flush().await?;
         Ok(frames)
     }
 
@@ -268,17 +302,19 @@ impl Connection {
         self.send_bytes(Bytes::from(message.to_string())).await
     }
 
+    /// Queues a message; [`Connection::flush`] writes what is queued.
     async fn send_bytes(&mut self, bytes: Bytes) -> Result<(), DropReason> {
         let text = Utf8Bytes::try_from(bytes).map_err(|_| Some("internal"))?;
-        match tokio::time::timeout(self.send_timeout, self.socket.send(Message::Text(text))).await {
-            Ok(Ok(())) => {
-                self.state.metrics().ws.messages.inc();
-                Ok(())
-            }
-            // The client went away.
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some("send_timeout")),
-        }
+        // `feed` writes only when the write buffer is full; that write is bounded too.
+        let fed = tokio::time::timeout(self.send_timeout, self.socket.feed(Message::Text(text))).await;
+        sent(fed)?;
+        self.state.metrics().ws.messages.inc();
+        Ok(())
+    }
+
+    /// Writes everything queued.
+    async fn flush(&mut self) -> Result<(), DropReason> {
+        sent(tokio::time::timeout(self.send_timeout, self.socket.flush()).await)
     }
 
     /// Handles a client message: a resume to serve, an auth to apply, or an error to report.
@@ -346,8 +382,19 @@ impl Connection {
         Some(json!({ "type": "admitted", "admissionToken": token, "admittedUntilMs": until.millis() }))
     }
 
+    /// Closes the connection with a reason, waiting at most the send timeout.
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         let _ = tokio::time::timeout(self.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// A write's outcome: done, the client went away (`None`), or it did not take the write in
+/// time.
+fn sent(outcome: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Result<(), DropReason> {
+    match outcome {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(None),
+        Err(_) => Err(Some("send_timeout")),
     }
 }
