@@ -73,9 +73,11 @@ const MEASURED: Duration = Duration::from_secs(10);
 /// Staleness is also reported for the first and the last this much of the window (the
 /// table's labels say 2 s).
 const TREND_SPAN: Duration = Duration::from_secs(2);
-/// The server's stream tick (its default, set explicitly): the most frames per second one
-/// event yields is 1000 / tick.
-const TICK_MS: u64 = 20;
+/// The server's stream tick: its default, 20 ms, unless `TIKETI_BENCH_TICK_MS` says
+/// otherwise. The most frames per second one event yields is 1000 / tick.
+fn tick_ms() -> u64 {
+    std::env::var("TIKETI_BENCH_TICK_MS").ok().and_then(|t| t.parse().ok()).filter(|&t| t > 0).unwrap_or(20)
+}
 /// Each client connection's read buffer. tungstenite allocates it up front (128 KiB by
 /// default, 1.3 GB for 10,000 clients); frames are well under 1 KB.
 const READ_BUFFER: usize = 8 * 1024;
@@ -121,7 +123,8 @@ async fn run(server: &Path) {
     );
     println!(
         "{SUBSCRIBERS} subscribers on one event of {seats} seats; {HOLD_RATE} holds/s of {HOLD_QUANTITY} seats \
-         (TTL {HOLD_TTL_SECS} s); stream tick {TICK_MS} ms; {} s warm-up, {} s measured",
+         (TTL {HOLD_TTL_SECS} s); stream tick {} ms; {} s warm-up, {} s measured",
+        tick_ms(),
         WARMUP.as_secs(),
         MEASURED.as_secs()
     );
@@ -177,10 +180,11 @@ async fn run(server: &Path) {
     println!();
     print_table(&rows, RUNS);
     println!();
-    let ceiling = SUBSCRIBERS as u64 * 1000 / TICK_MS;
+    let ceiling = SUBSCRIBERS as u64 * 1000 / tick_ms();
     println!(
-        "ceiling: {SUBSCRIBERS} subscribers x {} frames/s (one per {TICK_MS} ms tick) = {ceiling} frames/s",
-        1000 / TICK_MS
+        "ceiling: {SUBSCRIBERS} subscribers x {} frames/s (one per {} ms tick) = {ceiling} frames/s",
+        1000 / tick_ms(),
+        tick_ms()
     );
     for (i, r) in runs.iter().enumerate() {
         println!(
@@ -626,7 +630,7 @@ impl Server {
             ("TIKETI_AUTH__JWT_SECRET", JWT_SECRET.to_owned()),
             ("TIKETI_DEMO__ENABLED", "false".to_owned()),
             ("TIKETI_STREAM__MAX_CONNECTIONS", (SUBSCRIBERS + 2_000).to_string()),
-            ("TIKETI_STREAM__TICK_MS", TICK_MS.to_string()),
+            ("TIKETI_STREAM__TICK_MS", tick_ms().to_string()),
             ("TIKETI_EVENTS__MIN_HOLD_TTL_SECS", "1".to_owned()),
             ("TIKETI_LOG__LEVEL", "warn".to_owned()),
         ]);
