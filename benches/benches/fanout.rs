@@ -42,6 +42,9 @@
 //! `TIKETI_BENCH_SERVER=path/to/tiketi` to run a binary built before, as it is. Server logs
 //! (level warn) go to `target/tmp/fanout-server-run{N}.log`.
 
+#[path = "common/event.rs"]
+mod event;
+
 use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -730,26 +733,7 @@ impl WsCounters {
 // HTTP setup
 
 async fn create_event(client: &Client, base: &str, admin: &str) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("formats");
-    let (sections, rows, seats) = LAYOUT;
-    let sections: Vec<Value> = (1..=sections)
-        .map(|s| {
-            let rows: Vec<Value> = (1..=rows).map(|r| json!({ "label": format!("R{r}"), "seats": seats })).collect();
-            json!({ "name": format!("S{s}"), "tier": 0, "rows": rows })
-        })
-        .collect();
-    let body = json!({
-        "title": "Fan-out Concert",
-        "venue": "Bench Hall",
-        "artist": "Bench Artist",
-        "eventDate": fmt(now + time::Duration::days(30)),
-        "saleStart": fmt(now - time::Duration::minutes(1)),
-        "saleEnd": fmt(now + time::Duration::days(29)),
-        "layout": { "tiers": [{ "name": "T1", "price": 1000 }], "sections": sections },
-        "perUserLimit": 0,
-        "holdTtlSeconds": HOLD_TTL_SECS,
-    });
+    let body = event::on_sale_event("Fan-out Concert", LAYOUT, HOLD_TTL_SECS);
     let (status, event) = post(client, &format!("{base}/admin/events"), Some(admin), &body).await;
     assert_eq!(status, StatusCode::CREATED, "{event}");
     event["id"].as_str().expect("an event id").to_owned()

@@ -17,6 +17,9 @@
 //!
 //! Run with `cargo bench -p tiketi-benches --bench persistence`.
 
+#[path = "common/event.rs"]
+mod event;
+
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -548,26 +551,8 @@ async fn hold_run(client: &Client, app: &App) -> HttpResult {
 }
 
 async fn create_http_event(client: &Client, app: &App) -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).expect("formats");
-    let sections: Vec<Value> = (1..=HTTP_SECTIONS)
-        .map(|s| {
-            let rows: Vec<Value> =
-                (1..=HTTP_ROWS).map(|r| json!({ "label": format!("R{r}"), "seats": HTTP_SEATS_PER_ROW })).collect();
-            json!({ "name": format!("S{s}"), "tier": 0, "rows": rows })
-        })
-        .collect();
-    let body = json!({
-        "title": "Bench Concert",
-        "venue": "Bench Hall",
-        "artist": "Bench Artist",
-        "eventDate": fmt(now + time::Duration::days(30)),
-        "saleStart": fmt(now - time::Duration::minutes(1)),
-        "saleEnd": fmt(now + time::Duration::days(29)),
-        "layout": { "tiers": [{ "name": "T1", "price": 1000 }], "sections": sections },
-        "perUserLimit": 0,
-        "holdTtlSeconds": HOLD_TTL.as_secs(),
-    });
+    let layout = (HTTP_SECTIONS, HTTP_ROWS, HTTP_SEATS_PER_ROW);
+    let body = event::on_sale_event("Bench Concert", layout, HOLD_TTL.as_secs());
     let res = post(client, &format!("{}/admin/events", app.base), Some(&app.admin), &body).await;
     let status = res.status();
     let event: Value = res.json().await.expect("a JSON event");
