@@ -38,6 +38,11 @@ pub struct ActorConfig {
     pub idle_timeout: Duration,
     /// Most live actors; past it the longest-idle unpinned ones are passivated.
     pub max_live: usize,
+    /// The payment provider.
+    pub provider: crate::Provider,
+    /// A payment still in flight this long after it began is reconciled with the provider
+    /// (its capture was lost, or its caller went away).
+    pub reconcile_after: Duration,
 }
 
 impl Default for ActorConfig {
@@ -52,6 +57,8 @@ impl Default for ActorConfig {
             stream: StreamConfig::default(),
             idle_timeout: Duration::from_secs(300),
             max_live: 10_000,
+            provider: crate::Provider::default(),
+            reconcile_after: Duration::from_secs(60),
         }
     }
 }
@@ -166,6 +173,27 @@ impl Directory {
             .map_err(|e| ActorError::Unavailable(e.to_string()))?;
         self.inner.activations.inc();
         Ok(EventHandle::new(event, actor, self.inner.config.clone()))
+    }
+
+    /// Activates every event with a payment still in flight in the store; each actor
+    /// reconciles its payments with the provider as it starts. Retries while the store is
+    /// unreachable.
+    async fn activate_unsettled(self) {
+        let events = loop {
+            match self.inner.store.unsettled_payment_events().await {
+                Ok(events) => break events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list payments to reconcile yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        for event in events {
+            match self.get(event).await {
+                Ok(_) => tracing::info!(event_id = %event, "activated to reconcile its payments"),
+                Err(e) => tracing::error!(event_id = %event, error = %e, "cannot activate to reconcile payments"),
+            }
+        }
     }
 
     /// The event's actor if it is live; never activates.
@@ -299,6 +327,9 @@ impl Runtime {
                 supervisor: supervisor.get_cell(),
             }),
         };
+        // Payments a crash left in the provider's hands are settled now, not whenever
+        // someone next asks for their event: activating the event reconciles them.
+        tokio::spawn(directory.clone().activate_unsettled());
         let sweeper = {
             let directory = directory.clone();
             tokio::spawn(async move {

@@ -1,7 +1,7 @@
 //! Why a call to an event actor did not produce its answer.
 
 use std::time::Duration;
-use tiketi_engine::EngineError;
+use tiketi_engine::{EngineError, PaymentFailure};
 
 /// The error every [`EventHandle`](crate::EventHandle) call may return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,4 +48,17 @@ pub enum ActorError {
     /// The idempotency key was used before with a different request.
     #[error("idempotency key reused with a different request")]
     IdempotencyMismatch,
+    /// The first request with this idempotency key is still being processed.
+    #[error("a request with this idempotency key is still in progress")]
+    IdempotencyInFlight,
+    /// The provider declined the payment; nothing was charged.
+    #[error("payment declined: {} ({})", .0.message, .0.code)]
+    PaymentDeclined(PaymentFailure),
+    /// The provider's answer is not known yet; the payment stays in flight and is
+    /// reconciled with the provider. Retry (with the same payment key) for the outcome.
+    #[error("the payment provider's answer is pending")]
+    PaymentPending {
+        /// When to retry.
+        retry_after: Duration,
+    },
 }

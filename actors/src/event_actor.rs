@@ -3,7 +3,11 @@
 //! at once, except for commands the spec calls durable, whose replies it parks until the
 //! journal reports their change set committed. It never awaits the store while deciding.
 
-use crate::handle::{Caller, CancelCmd, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
+mod payments;
+
+use crate::handle::{
+    Begun, Caller, CancelCmd, ConfirmCmd, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, RefundCmd, SelectionInput,
+};
 use crate::stream::{LiveStream, Resume, Subscription};
 use crate::views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};
 use crate::{ActorConfig, ActorError, Clock};
@@ -12,8 +16,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventEngine, EventStatus, HoldRequest, Persisted, QueueStanding, QueueView, Reservation,
-    ReservationId, ReservationStatus, Selection, Timestamp, UserId,
+    CaptureOutcome, ChangeSet, EngineError, EventEngine, EventStatus, HoldRequest, Payment, Persisted, QueueStanding,
+    QueueView, RefundOutcome, Reservation, ReservationId, ReservationStatus, Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
@@ -76,6 +80,29 @@ pub(crate) enum EventMsg {
     Drain,
     /// Send the live-stream changes gathered since the last frame.
     Flush,
+    /// Prepare (or return) a reservation's payment; durable.
+    Prepare(PrepareCmd, Reply<Payment>),
+    /// Mark a payment in flight before the provider captures it; durable.
+    BeginConfirm(ConfirmCmd, Reply<Begun>),
+    /// The provider's answer to a capture; durable.
+    FinishConfirm {
+        order_id: String,
+        payment_key: String,
+        outcome: CaptureOutcome,
+        reply: Reply<Payment>,
+    },
+    /// Mark a payment being refunded before the provider refunds it; durable.
+    BeginRefund(RefundCmd, Reply<Begun>),
+    /// The provider's answer to a refund; durable.
+    FinishRefund {
+        reservation: ReservationId,
+        outcome: RefundOutcome,
+        reply: Reply<Payment>,
+    },
+    /// Ask the provider what became of a payment still in flight.
+    Reconcile(ReservationId),
+    /// A live reservation's current payment.
+    Payment(ReservationId, RpcReplyPort<Option<Payment>>),
 }
 
 /// A message with the span of the request that sent it, so the actor's span for the
@@ -117,6 +144,13 @@ impl EventMsg {
             Self::Committed(_) => "committed",
             Self::Drain => "drain",
             Self::Flush => "flush",
+            Self::Prepare(..) => "prepare",
+            Self::BeginConfirm(..) => "begin_confirm",
+            Self::FinishConfirm { .. } => "finish_confirm",
+            Self::BeginRefund(..) => "begin_refund",
+            Self::FinishRefund { .. } => "finish_refund",
+            Self::Reconcile(_) => "reconcile",
+            Self::Payment(..) => "payment",
         }
     }
 
@@ -125,7 +159,13 @@ impl EventMsg {
     fn is_use(&self) -> bool {
         !matches!(
             self,
-            Self::Inspect(_) | Self::Passivate(..) | Self::Tick | Self::Committed(_) | Self::Drain | Self::Flush
+            Self::Inspect(_)
+                | Self::Passivate(..)
+                | Self::Tick
+                | Self::Committed(_)
+                | Self::Drain
+                | Self::Flush
+                | Self::Reconcile(_)
         )
     }
 }
@@ -164,6 +204,12 @@ pub(crate) struct EventState {
     /// Whether a [`EventMsg::Flush`] is scheduled.
     flush_armed: bool,
     stats: Stats,
+    /// Confirmations waiting on a twin already in flight (same order and payment key).
+    confirm_waiters: HashMap<String, Vec<Reply<Begun>>>,
+    /// Refunds waiting on one already in flight.
+    refund_waiters: HashMap<ReservationId, Vec<Reply<Begun>>>,
+    /// Idempotency keys whose payment request is still in flight.
+    pending_keys: HashMap<(UserId, String), payments::PendingKey>,
 }
 
 /// What the actor counts about itself for operators.
@@ -178,7 +224,7 @@ struct Stats {
 
 /// What pins an actor even against an operator's passivation: stopping it would stop a
 /// sale in progress, or drop durable replies and changes still in flight.
-const FORCE_REFUSED: [&str; 2] = ["on_sale", "unflushed"];
+const FORCE_REFUSED: [&str; 3] = ["on_sale", "unflushed", "payments"];
 
 /// Errors kept for inspection.
 const RECENT_ERRORS: usize = 16;
@@ -209,6 +255,7 @@ impl Actor for EventActor {
                 status: record.status,
                 queue: snapshot.queue,
                 queue_opened: snapshot.queue_opened,
+                payments: snapshot.payments,
             },
             now,
         );
@@ -242,9 +289,17 @@ impl Actor for EventActor {
             parked: VecDeque::new(),
             timer_at: None,
             seats_cache: None,
+            confirm_waiters: HashMap::new(),
+            refund_waiters: HashMap::new(),
+            pending_keys: HashMap::new(),
         };
         if let Some(changes) = lapsed {
             state.push(state.entry(changes));
+        }
+        // A crash may have cut a capture or refund short: ask the provider what became of it.
+        for payment in state.engine.unsettled_payments() {
+            tracing::warn!(order_id = %payment.order_id, status = %payment.status, "reconciling a payment in flight");
+            let _ = myself.send_message(Envelope::internal(EventMsg::Reconcile(payment.reservation)));
         }
         state.arm_timer(&myself);
         state.arm_drain(&myself);
@@ -339,6 +394,17 @@ impl Actor for EventActor {
                 state.flush_armed = false;
                 state.stream.flush(&state.engine);
             }
+            EventMsg::Prepare(cmd, reply) => state.prepare(cmd, reply),
+            EventMsg::BeginConfirm(cmd, reply) => state.begin_confirm(&myself, cmd, reply),
+            EventMsg::FinishConfirm { order_id, payment_key, outcome, reply } => {
+                state.finish_confirm(&myself, order_id, payment_key, outcome, reply)
+            }
+            EventMsg::BeginRefund(cmd, reply) => state.begin_refund(cmd, reply),
+            EventMsg::FinishRefund { reservation, outcome, reply } => state.finish_refund(reservation, outcome, reply),
+            EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
+            EventMsg::Payment(reservation, reply) => {
+                let _ = reply.send(state.engine.payment(reservation).cloned());
+            }
         }
         state.arm_timer(&myself);
         state.arm_drain(&myself);
@@ -358,7 +424,7 @@ fn empty_map() -> tiketi_engine::SeatMap {
 
 impl EventState {
     fn entry(&self, changes: ChangeSet) -> JournalEntry {
-        JournalEntry { event: self.record.id, changes, idempotency: Vec::new(), event_record: None }
+        JournalEntry { event: self.record.id, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
     }
 
     /// An empty change set at the current seq, for records that ride without changes.
@@ -410,6 +476,8 @@ impl EventState {
             Some("subscribers")
         } else if !self.overflow.is_empty() || !self.parked.is_empty() {
             Some("unflushed")
+        } else if self.engine.unsettled_payments().next().is_some() {
+            Some("payments")
         } else {
             None
         }
@@ -618,7 +686,15 @@ impl EventState {
         let Some((permit, reply)) = self.reserve_for(reply) else { return };
         let now = self.clock.now();
         let mut reservation = self.engine.reservation(cmd.reservation).cloned().expect("checked above");
-        let changes = self.engine.cancel(cmd.reservation, now).expect("a live reservation can always be cancelled");
+        let changes = match self.engine.cancel(cmd.reservation, now) {
+            Ok(changes) => changes,
+            // A payment in flight, or a paid reservation (cancelled by refunding it).
+            Err(e) => {
+                self.note_error(&e.clone().into());
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
         reservation.status = tiketi_engine::ReservationStatus::Cancelled;
         reservation.updated_at = now;
         let seq = changes.seq;
@@ -799,5 +875,8 @@ fn outcome_result(outcome: &StoredOutcome) -> Result<Reservation, ActorError> {
     match outcome {
         StoredOutcome::Reservation(r) => Ok((**r).clone()),
         StoredOutcome::Refused(e) => Err(e.clone().into()),
+        // The key was used to cancel a paid reservation, which refunded it: the refund
+        // answers (it replays under the same key).
+        StoredOutcome::Payment(_) => Err(EngineError::RefundRequired.into()),
     }
 }

@@ -1,6 +1,11 @@
 //! [`EventHandle`]: the typed way to talk to an event's actor, with a timeout on every
 //! call and a bound on requests in flight.
 
+mod payments;
+
+pub(crate) use payments::{Begun, reconcile, refund_orphan, settled};
+pub use payments::{ConfirmCmd, PrepareCmd, Provider, RefundCmd};
+
 use crate::event_actor::{Envelope, EventMsg};
 use crate::stream::{Resume, Subscription};
 use crate::views::{ActorInfo, EventView, SeatsSnapshot};

@@ -20,6 +20,9 @@ mod views;
 pub use clock::Clock;
 pub use directory::{ActorConfig, Directory, Runtime};
 pub use error::ActorError;
-pub use handle::{Caller, CancelCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, SelectionInput};
+pub use handle::{
+    Caller, CancelCmd, ConfirmCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, Provider, RefundCmd,
+    SelectionInput,
+};
 pub use stream::{Frame, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
 pub use views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};

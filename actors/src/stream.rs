@@ -246,7 +246,10 @@ impl LiveStream {
                 Change::Queue(QueueChange::Admitted { user, until }) => {
                     self.pending_notices.push(Notice::Admitted { user: *user, until: *until });
                 }
-                Change::ReservationCreated(_) | Change::ReservationStatus { .. } | Change::Queue(_) => {}
+                Change::ReservationCreated(_)
+                | Change::ReservationStatus { .. }
+                | Change::Queue(_)
+                | Change::Payment(_) => {}
             }
         }
     }

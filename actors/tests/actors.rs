@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tiketi_actors::{ActorConfig, ActorError, Caller, CancelCmd, Clock, EventHandle, HoldCmd, Runtime, SelectionInput};
 use tiketi_engine::{
-    EngineError, EventId, EventStatus, LayoutSpec, QueueSettings, QueueStanding, Reservation, ReservationId,
+    EngineError, EventId, EventStatus, LayoutSpec, Payment, QueueSettings, QueueStanding, Reservation, ReservationId,
     ReservationStatus, SeatStatus, Timestamp, UserId,
 };
 use tiketi_persistence::journal::JournalConfig;
 use tiketi_persistence::{
-    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, MemoryStore, NewUser, Page,
-    RefreshTokenRecord, Store, StoreError, UserRecord,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, MemoryStore,
+    NewUser, Page, RefreshTokenRecord, Store, StoreError, UserRecord,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -117,6 +117,21 @@ impl Store for GatedStore {
     }
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(user, key).await
+    }
+    async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
+        self.inner.payment(order_id).await
+    }
+    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
+        self.inner.payment_by_key(payment_key).await
+    }
+    async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {
+        self.inner.payments_of(user).await
+    }
+    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
+        self.inner.unsettled_payment_events().await
+    }
+    async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
+        self.inner.audit_of(reservation).await
     }
 }
 

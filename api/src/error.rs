@@ -57,6 +57,18 @@ pub enum ApiError {
     /// Temporarily unable to serve; retry after the delay.
     #[error("service unavailable: {0}")]
     Unavailable(String, Duration),
+    /// The payment provider declined; nothing was charged.
+    #[error("payment declined by the provider: {message}")]
+    PaymentDeclined {
+        /// The provider's code.
+        provider_code: String,
+        /// The provider's message.
+        message: String,
+    },
+    /// The provider's answer is not known yet; the payment is reconciled with the provider.
+    /// Retrying with the same payment key answers the outcome.
+    #[error("the payment provider has not answered yet; retry to learn the outcome")]
+    PaymentPending(Duration),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,7 +90,8 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(..) | Self::PaymentPending(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,6 +108,8 @@ impl ApiError {
             Self::PayloadTooLarge => "payload_too_large".into(),
             Self::TooManyRequests(_) => "too_many_requests".into(),
             Self::Unavailable(..) => "service_unavailable".into(),
+            Self::PaymentDeclined { .. } => "payment_declined".into(),
+            Self::PaymentPending(_) => "payment_pending".into(),
             Self::Internal(_) => "internal_error".into(),
         }
     }
@@ -103,7 +118,10 @@ impl ApiError {
         match self {
             Self::Validation { field, .. } => json!({ "field": field }),
             Self::Conflict { details, .. } => details.clone(),
-            Self::TooManyRequests(d) | Self::Unavailable(_, d) => json!({ "retryAfterSeconds": d.as_secs().max(1) }),
+            Self::TooManyRequests(d) | Self::Unavailable(_, d) | Self::PaymentPending(d) => {
+                json!({ "retryAfterSeconds": d.as_secs().max(1) })
+            }
+            Self::PaymentDeclined { provider_code, .. } => json!({ "providerCode": provider_code }),
             _ => json!({}),
         }
     }
@@ -125,7 +143,7 @@ impl IntoResponse for ApiError {
         };
         let body = json!({ "error": { "code": self.code(), "message": message, "details": self.details() } });
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::TooManyRequests(d) | Self::Unavailable(_, d) = &self {
+        if let Self::TooManyRequests(d) | Self::Unavailable(_, d) | Self::PaymentPending(d) = &self {
             let secs = d.as_secs().max(1).to_string();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
         }
@@ -166,6 +184,18 @@ impl From<EngineError> for ApiError {
                 Self::Conflict { code: "invalid_state", message, details: json!({ "status": from, "requested": to }) }
             }
             EngineError::QueueDisabled => Self::Conflict { code: "queue_disabled", message, details: json!({}) },
+            EngineError::HoldExpired => Self::Conflict { code: "reservation_expired", message, details: json!({}) },
+            EngineError::PaymentNotFound => Self::NotFound { what: "payment" },
+            EngineError::AmountMismatch { expected } => Self::Validation {
+                field: "amount".into(),
+                message: format!("must be {expected}, the order's amount (from POST /payments/prepare)"),
+            },
+            EngineError::PaymentInProgress => {
+                Self::Conflict { code: "payment_in_progress", message, details: json!({}) }
+            }
+            EngineError::AlreadyPaid => Self::Conflict { code: "already_paid", message, details: json!({}) },
+            EngineError::NotPaid => Self::Conflict { code: "not_paid", message, details: json!({}) },
+            EngineError::RefundRequired => Self::Conflict { code: "refund_required", message, details: json!({}) },
             EngineError::AdmissionRequired => Self::AdmissionRequired(
                 "this event's queue gates reservations: join it and reserve with the admission token while admitted",
             ),
@@ -194,6 +224,13 @@ impl From<ActorError> for ApiError {
                 "Idempotency-Key",
                 "this key was already used with a different request; use a new key for a new request",
             ),
+            ActorError::IdempotencyInFlight => Self::Conflict {
+                code: "idempotency_in_flight",
+                message: "the first request with this Idempotency-Key is still in progress; retry shortly".into(),
+                details: json!({}),
+            },
+            ActorError::PaymentDeclined(f) => Self::PaymentDeclined { provider_code: f.code, message: f.message },
+            ActorError::PaymentPending { retry_after } => Self::PaymentPending(retry_after),
         }
     }
 }

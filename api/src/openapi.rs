@@ -17,6 +17,7 @@ use utoipa_scalar::Servable;
         (name = "auth", description = "Accounts and tokens"),
         (name = "events", description = "Browsing events and seat maps"),
         (name = "reservations", description = "Holds and orders"),
+        (name = "payments", description = "Paying for reservations, refunds"),
         (name = "admin", description = "Operators only")
     )
 )]

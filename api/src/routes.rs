@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod events;
 pub mod health;
+pub mod payments;
 pub mod queue;
 pub mod reservations;
 pub mod stream;
@@ -18,6 +19,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(auth::router())
         .merge(events::router())
         .merge(reservations::router())
+        .merge(payments::router())
         .merge(stream::router())
         .merge(queue::router())
         .merge(admin::router())

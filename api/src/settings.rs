@@ -31,6 +31,8 @@ pub struct Settings {
     pub stream: StreamSettings,
     /// Demo data.
     pub demo: DemoSettings,
+    /// `[payments]`
+    pub payments: PaymentSettings,
 }
 
 /// `[server]`
@@ -172,6 +174,36 @@ pub struct StreamSettings {
     pub queue_update_secs: u64,
 }
 
+/// `[payments]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSettings {
+    /// Which provider captures and refunds.
+    pub provider: ProviderKind,
+    /// The mock's delay per call.
+    pub mock_latency_ms: u64,
+    /// The share of payment keys the mock declines (0.0-1.0), decided by the key's hash.
+    pub mock_failure_rate: f64,
+    /// The Toss-shaped provider's base URL.
+    pub toss_base_url: String,
+    /// The Toss secret key (sent as Basic auth).
+    pub toss_secret_key: String,
+    /// A provider call that takes longer has an unknown outcome (resolved by a lookup).
+    pub toss_timeout_ms: u64,
+    /// A payment still in flight this long is reconciled with the provider.
+    pub reconcile_after_secs: u64,
+}
+
+/// Which payment provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The built-in mock.
+    Mock,
+    /// The Toss Payments-shaped HTTP adapter.
+    Toss,
+}
+
 /// `[demo]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +243,13 @@ impl Settings {
 
     /// Checks what the types cannot say.
     pub fn validate(&self) -> Result<(), String> {
+        let p = &self.payments;
+        if !(0.0..=1.0).contains(&p.mock_failure_rate) {
+            return Err(format!("payments.mock_failure_rate: must be between 0 and 1 (got {})", p.mock_failure_rate));
+        }
+        if p.provider == ProviderKind::Toss && p.toss_secret_key.is_empty() {
+            return Err("payments.toss_secret_key: required with provider = \"toss\"".into());
+        }
         let secret = self.auth.jwt_secret.len();
         if secret != 0 && secret < 32 {
             return Err(format!("auth.jwt_secret: must be at least 32 bytes (got {secret})"));
@@ -245,10 +284,31 @@ fn env_provider() -> Env {
 }
 
 impl Settings {
+    /// The configured payment provider.
+    pub fn provider(&self) -> Result<tiketi_actors::Provider, String> {
+        use tiketi_payments::{mock, toss};
+        let p = &self.payments;
+        let provider: std::sync::Arc<dyn tiketi_payments::PaymentProvider> = match p.provider {
+            ProviderKind::Mock => std::sync::Arc::new(mock::MockProvider::new(mock::MockSettings {
+                latency: Duration::from_millis(p.mock_latency_ms),
+                failure_rate: p.mock_failure_rate,
+            })),
+            ProviderKind::Toss => std::sync::Arc::new(
+                toss::TossProvider::new(toss::TossSettings {
+                    base_url: p.toss_base_url.clone(),
+                    secret_key: p.toss_secret_key.clone(),
+                    timeout: Duration::from_millis(p.toss_timeout_ms),
+                })
+                .map_err(|e| format!("payments: {e}"))?,
+            ),
+        };
+        Ok(tiketi_actors::Provider(provider))
+    }
+
     /// As the actors' configuration.
-    pub fn actor_config(&self) -> tiketi_actors::ActorConfig {
+    pub fn actor_config(&self) -> Result<tiketi_actors::ActorConfig, String> {
         let (events, stream) = (&self.events, &self.stream);
-        tiketi_actors::ActorConfig {
+        Ok(tiketi_actors::ActorConfig {
             call_timeout: Duration::from_millis(events.call_timeout_ms),
             durable_timeout: Duration::from_millis(events.durable_timeout_ms),
             max_in_flight: events.max_in_flight,
@@ -262,7 +322,9 @@ impl Settings {
                 channel_capacity: stream.channel_capacity,
                 replay_frames: stream.replay_frames,
             },
-        }
+            provider: self.provider()?,
+            reconcile_after: Duration::from_secs(self.payments.reconcile_after_secs),
+        })
     }
 }
 

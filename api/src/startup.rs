@@ -54,7 +54,7 @@ impl Application {
             max_batch: settings.journal.max_batch,
             ..JournalConfig::default()
         };
-        let runtime = Runtime::start(store, journal, settings.actor_config(), clock)
+        let runtime = Runtime::start(store, journal, settings.actor_config().map_err(anyhow::Error::msg)?, clock)
             .await
             .context("starting the actor system")?;
         let state = AppState::new(runtime.directory().clone(), auth, settings.clone());

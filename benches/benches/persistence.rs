@@ -378,6 +378,7 @@ async fn activation(store: &Arc<dyn Store>, users: &[UserId]) -> ActivationResul
             changes: confirmed,
             idempotency: Vec::new(),
             event_record: None,
+            audit: Vec::new(),
         });
     }
     for i in 0..(HELD / 4) as usize {
@@ -777,7 +778,7 @@ fn hold_entry(
     let req =
         HoldRequest { id: ReservationId(Uuid::new_v4()), user: users[i % users.len()], selection, admitted: false };
     let changes = engine.hold(req, now).expect("the seats are free");
-    JournalEntry { event: engine.event(), changes, idempotency: Vec::new(), event_record: None }
+    JournalEntry { event: engine.event(), changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
 }
 
 fn reservation_of(entry: &JournalEntry) -> ReservationId {

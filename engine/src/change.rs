@@ -2,8 +2,8 @@
 //! and the live seat (and queue) stream.
 
 use crate::{
-    EventStatus, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus, TicketTypeId,
-    Timestamp, UserId,
+    EventStatus, Payment, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus,
+    TicketTypeId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,8 @@ pub enum Change {
     EventStatus(EventStatus),
     /// A change to the admission queue.
     Queue(QueueChange),
+    /// A payment attempt's new state (the whole record).
+    Payment(Box<Payment>),
 }
 
 /// Everything one command changed, stamped with the event's next sequence number.

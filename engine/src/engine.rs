@@ -3,12 +3,18 @@
 //! Every command either refuses with an [`EngineError`] and changes nothing, or applies
 //! completely and returns the [`ChangeSet`] it made. Holds are all-or-nothing.
 
+mod payment;
+
+pub use payment::{
+    CaptureOutcome, ConfirmFinish, ConfirmStart, RefundOutcome, RefundStart, order_id, order_reservation,
+};
+
 use crate::layout::TicketTypeSpec;
 use crate::queue::Queue;
 use crate::{
-    Change, ChangeSet, EngineError, EventId, EventStatus, LeaveReason, QueueMember, QueueSettings, QueueStanding,
-    QueueView, Reservation, ReservationId, ReservationItems, ReservationNumber, ReservationStatus, SeatCounts,
-    SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
+    Change, ChangeSet, EngineError, EventId, EventStatus, LeaveReason, Payment, PaymentStatus, QueueMember,
+    QueueSettings, QueueStanding, QueueView, Reservation, ReservationId, ReservationItems, ReservationNumber,
+    ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -117,6 +123,8 @@ pub struct Persisted {
     pub queue: Vec<QueueMember>,
     /// Whether the queue had opened (its pre-queue ordered).
     pub queue_opened: bool,
+    /// The current payment attempt of each live reservation that has one.
+    pub payments: Vec<Payment>,
 }
 
 /// One event's seat map, GA inventory, live reservations and lifecycle.
@@ -137,6 +145,8 @@ pub struct EventEngine {
     seq: u64,
     serial: u32,
     queue: Queue,
+    /// The current payment attempt of each live reservation that has one.
+    payments: HashMap<ReservationId, Payment>,
 }
 
 impl EventEngine {
@@ -160,6 +170,7 @@ impl EventEngine {
             seq: 0,
             serial: 0,
             queue: Queue::new(),
+            payments: HashMap::new(),
         };
         engine.status = engine.status_at(now);
         engine
@@ -193,6 +204,11 @@ impl EventEngine {
             }
             engine.serial = engine.serial.max(r.number.serial);
             engine.reservations.insert(r.id, r);
+        }
+        for p in persisted.payments {
+            if engine.reservations.contains_key(&p.reservation) {
+                engine.payments.insert(p.reservation, p);
+            }
         }
         // Start from the status last persisted, so a move that happened while the actor was
         // down is reported (and persisted) like any other.
@@ -312,10 +328,12 @@ impl EventEngine {
             }
             self.expiries.pop();
             // Skip entries whose reservation was confirmed, cancelled or re-timed since.
+            // A hold whose payment is being captured is pinned: the capture's outcome decides.
             let due =
-                self.reservations.get(&id).is_some_and(|r| r.status == ReservationStatus::Held && r.expires_at <= now);
+                self.reservations.get(&id).is_some_and(|r| r.status == ReservationStatus::Held && r.expires_at <= now)
+                    && !self.payment_in_flight(id);
             if due {
-                self.end(id, ReservationStatus::Expired, &mut changes);
+                self.end(id, ReservationStatus::Expired, now, &mut changes);
             }
         }
         self.refresh_status(now, &mut changes);
@@ -419,9 +437,14 @@ impl EventEngine {
         Ok(self.commit(now, changes).expect("a hold always changes something"))
     }
 
-    /// Marks a held reservation paid: its seats become sold. Confirming a confirmed
-    /// reservation changes nothing and succeeds (a retried confirmation is not an error).
+    /// Marks a held reservation paid outside the payment provider (an admin's offline
+    /// payment): its seats become sold, and a payment attempt it had is aborted. Confirming
+    /// a confirmed reservation changes nothing and succeeds (a retried confirmation is not
+    /// an error). Payments through the provider go through [`EventEngine::begin_confirm`].
     pub fn confirm(&mut self, id: ReservationId, now: Timestamp) -> Result<Option<ChangeSet>, EngineError> {
+        if self.payment_in_flight(id) {
+            return Err(EngineError::PaymentInProgress);
+        }
         let r = self.reservations.get_mut(&id).ok_or(EngineError::ReservationNotFound)?;
         match r.status {
             ReservationStatus::Confirmed => return Ok(None),
@@ -435,7 +458,9 @@ impl EventEngine {
         r.status = ReservationStatus::Confirmed;
         r.updated_at = now;
         let (items, user) = (r.items.clone(), r.user);
-        let mut changes = Vec::with_capacity(items.quantity() as usize + 1);
+        let mut changes = Vec::with_capacity(items.quantity() as usize + 2);
+        // Paid outside the provider: an attempt prepared meanwhile will never be captured.
+        self.end_payment(id, now, &mut changes);
         self.transfer(&items, SeatStatus::Held, SeatStatus::Sold, &mut changes);
         changes.push(Change::ReservationStatus { id, user, status: ReservationStatus::Confirmed });
         Ok(self.commit(now, changes))
@@ -447,8 +472,13 @@ impl EventEngine {
         if !self.reservations.contains_key(&id) {
             return Err(EngineError::ReservationNotFound);
         }
+        match self.payments.get(&id).map(|p| p.status) {
+            Some(PaymentStatus::InProgress | PaymentStatus::Cancelling) => return Err(EngineError::PaymentInProgress),
+            Some(PaymentStatus::Done) => return Err(EngineError::RefundRequired),
+            _ => {}
+        }
         let mut changes = Vec::new();
-        self.end(id, ReservationStatus::Cancelled, &mut changes);
+        self.end(id, ReservationStatus::Cancelled, now, &mut changes);
         self.refresh_status(now, &mut changes);
         Ok(self.commit(now, changes).expect("a cancellation always changes something"))
     }
@@ -494,10 +524,15 @@ impl EventEngine {
     pub fn cancel_event(&mut self, now: Timestamp) -> Option<ChangeSet> {
         self.rules.cancelled = true;
         let mut changes = Vec::new();
-        let held: Vec<ReservationId> =
-            self.reservations.values().filter(|r| r.status == ReservationStatus::Held).map(|r| r.id).collect();
+        // A hold whose payment is being captured is left to the capture's outcome.
+        let held: Vec<ReservationId> = self
+            .reservations
+            .values()
+            .filter(|r| r.status == ReservationStatus::Held && !self.payment_in_flight(r.id))
+            .map(|r| r.id)
+            .collect();
         for id in held {
-            self.end(id, ReservationStatus::Cancelled, &mut changes);
+            self.end(id, ReservationStatus::Cancelled, now, &mut changes);
         }
         self.refresh_status(now, &mut changes);
         self.queue.settle(&self.rules.queue, &self.rules.queue_seed, self.status, now, &mut changes);
@@ -616,9 +651,11 @@ impl EventEngine {
         self.commit(now, changes)
     }
 
-    /// Ends a live reservation: releases its inventory and drops it from memory.
-    fn end(&mut self, id: ReservationId, status: ReservationStatus, changes: &mut Vec<Change>) {
+    /// Ends a live reservation: releases its inventory, aborts an unpaid payment, and drops
+    /// both from memory.
+    fn end(&mut self, id: ReservationId, status: ReservationStatus, now: Timestamp, changes: &mut Vec<Change>) {
         let Some(r) = self.reservations.remove(&id) else { return };
+        self.end_payment(id, now, changes);
         let from = if r.status == ReservationStatus::Held { SeatStatus::Held } else { SeatStatus::Sold };
         self.transfer(&r.items, from, SeatStatus::Available, changes);
         if let Some(n) = self.per_user.get_mut(&r.user) {

@@ -69,4 +69,28 @@ pub enum EngineError {
     /// The queue gates this event and the buyer is not admitted (or showed no admission).
     #[error("admission required: join the queue and wait to be admitted")]
     AdmissionRequired,
+    /// The hold lapsed before it was paid for.
+    #[error("the hold has expired")]
+    HoldExpired,
+    /// No payment with this order id for a live reservation here.
+    #[error("payment not found")]
+    PaymentNotFound,
+    /// The amount to confirm differs from the order's.
+    #[error("amount must be {expected}, the order's amount")]
+    AmountMismatch {
+        /// The order's amount.
+        expected: i64,
+    },
+    /// The provider is already capturing or refunding this reservation's payment.
+    #[error("a payment for this reservation is in progress")]
+    PaymentInProgress,
+    /// The reservation is already paid with another payment key.
+    #[error("this order is already paid")]
+    AlreadyPaid,
+    /// There is no captured payment to refund.
+    #[error("this reservation has no captured payment")]
+    NotPaid,
+    /// A paid reservation is cancelled only by refunding its payment.
+    #[error("this reservation is paid: cancel it by refunding the payment")]
+    RefundRequired,
 }

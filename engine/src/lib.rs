@@ -16,6 +16,7 @@ mod engine;
 mod error;
 mod ids;
 mod layout;
+mod payment;
 mod queue;
 mod reservation;
 mod seatmap;
@@ -23,10 +24,14 @@ mod status;
 mod time;
 
 pub use change::{Change, ChangeSet};
-pub use engine::{EventEngine, EventRules, HoldRequest, Persisted, Selection, TicketTypeState};
+pub use engine::{
+    CaptureOutcome, ConfirmFinish, ConfirmStart, EventEngine, EventRules, HoldRequest, Persisted, RefundOutcome,
+    RefundStart, Selection, TicketTypeState, order_id, order_reservation,
+};
 pub use error::EngineError;
 pub use ids::{EventId, ReservationId, TicketTypeId, UserId};
 pub use layout::{LayoutError, LayoutSpec, PriceTier, RowSpec, SectionSpec, TicketTypeSpec};
+pub use payment::{Payment, PaymentFailure, PaymentStatus};
 pub use queue::{ADMISSION_INTERVAL, LeaveReason, QueueChange, QueueMember, QueueSettings, QueueStanding, QueueView};
 pub use reservation::{Reservation, ReservationItems, ReservationNumber, ReservationStatus};
 pub use seatmap::{SeatCounts, SeatIndex, SeatInfo, SeatMap};

@@ -365,7 +365,10 @@ impl Mirror {
                 Change::Seat { seat, status } => self.seats[seat.0 as usize] = *status,
                 Change::General { held, sold, .. } => self.general = (*held, *sold),
                 Change::EventStatus(status) => self.status = *status,
-                Change::ReservationCreated(_) | Change::ReservationStatus { .. } | Change::Queue(_) => {}
+                Change::ReservationCreated(_)
+                | Change::ReservationStatus { .. }
+                | Change::Queue(_)
+                | Change::Payment(_) => {}
             }
         }
     }

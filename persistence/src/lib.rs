@@ -15,7 +15,7 @@ mod store;
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use records::{
-    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
     RefreshTokenRecord, Role, StoredOutcome, UserRecord,
 };
 pub use store::{Store, StoreError};

@@ -2,7 +2,7 @@
 //! PostgreSQL store keeps, for as long as the process lives.
 
 use crate::records::{
-    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
     RefreshTokenRecord, UserRecord,
 };
 use crate::store::{Store, StoreError};
@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use tiketi_engine::{
-    Change, EventId, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus, UserId,
+    Change, EventId, Payment, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus, UserId,
 };
 
 /// An in-process store behind one mutex. Every operation is a few map lookups, so the
@@ -30,6 +30,12 @@ struct Inner {
     reservations: HashMap<ReservationId, Reservation>,
     reservations_by_user: HashMap<UserId, Vec<ReservationId>>,
     idempotency: HashMap<(UserId, String), IdempotencyRecord>,
+    /// Payment attempts by order id, and each user's in the order they were made.
+    payments: HashMap<String, Payment>,
+    payments_by_user: HashMap<UserId, Vec<String>>,
+    /// Each reservation's attempts, latest last.
+    payments_by_reservation: HashMap<ReservationId, Vec<String>>,
+    audit: Vec<AuditRecord>,
 }
 
 struct EventState {
@@ -41,6 +47,8 @@ struct EventState {
     ever_reserved: bool,
     queue: BTreeMap<UserId, QueueMember>,
     queue_opened: bool,
+    /// Buyers who ever joined the queue.
+    queue_joins: u64,
 }
 
 impl MemoryStore {
@@ -58,7 +66,17 @@ impl MemoryStore {
 
 impl Inner {
     fn apply(&mut self, entry: &JournalEntry) -> Result<(), StoreError> {
-        let Inner { events, reservations, reservations_by_user, idempotency, .. } = self;
+        let Inner {
+            events,
+            reservations,
+            reservations_by_user,
+            idempotency,
+            payments,
+            payments_by_user,
+            payments_by_reservation,
+            audit,
+            ..
+        } = self;
         let state = events.get_mut(&entry.event).ok_or(StoreError::NotFound)?;
         if let Some(record) = &entry.event_record {
             state.record = (**record).clone();
@@ -93,6 +111,7 @@ impl Inner {
                 Change::Queue(QueueChange::Joined { user, ticket, at }) => {
                     let member = QueueMember { user: *user, ticket: *ticket, joined_at: *at, admitted_until: None };
                     state.queue.insert(*user, member);
+                    state.queue_joins += 1;
                 }
                 Change::Queue(QueueChange::Admitted { user, until }) => {
                     if let Some(member) = state.queue.get_mut(user) {
@@ -103,8 +122,16 @@ impl Inner {
                     state.queue.remove(user);
                 }
                 Change::Queue(QueueChange::Opened) => state.queue_opened = true,
+                Change::Payment(p) => {
+                    if !payments.contains_key(&p.order_id) {
+                        payments_by_user.entry(p.user).or_default().push(p.order_id.clone());
+                        payments_by_reservation.entry(p.reservation).or_default().push(p.order_id.clone());
+                    }
+                    payments.insert(p.order_id.clone(), (**p).clone());
+                }
             }
         }
+        audit.extend(entry.audit.iter().cloned());
         state.seq = state.seq.max(entry.changes.seq);
         for record in &entry.idempotency {
             idempotency.insert((record.user, record.key.clone()), record.clone());
@@ -184,6 +211,7 @@ impl Store for MemoryStore {
                 ever_reserved: false,
                 queue: BTreeMap::new(),
                 queue_opened: false,
+                queue_joins: 0,
             },
         );
         Ok(())
@@ -238,6 +266,13 @@ impl Store for MemoryStore {
             idempotency: inner.idempotency.values().filter(|r| r.event == id).cloned().collect(),
             queue: state.queue.values().cloned().collect(),
             queue_opened: state.queue_opened,
+            payments: state
+                .live
+                .iter()
+                .filter_map(|r| inner.payments_by_reservation.get(r)?.last())
+                .filter_map(|order| inner.payments.get(order))
+                .cloned()
+                .collect(),
         }))
     }
 
@@ -265,5 +300,36 @@ impl Store for MemoryStore {
 
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock().idempotency.get(&(user, key.to_owned())).cloned())
+    }
+
+    async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
+        Ok(self.lock().payments.get(order_id).cloned())
+    }
+
+    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
+        let inner = self.lock();
+        let latest = inner
+            .payments
+            .values()
+            .filter(|p| p.payment_key.as_deref() == Some(payment_key))
+            .max_by_key(|p| (p.updated_at, p.attempt));
+        Ok(latest.cloned())
+    }
+
+    async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {
+        let inner = self.lock();
+        let orders = inner.payments_by_user.get(&user).map(Vec::as_slice).unwrap_or_default();
+        Ok(orders.iter().rev().filter_map(|o| inner.payments.get(o)).cloned().collect())
+    }
+
+    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
+        let inner = self.lock();
+        let events: BTreeSet<EventId> =
+            inner.payments.values().filter(|p| p.status.is_in_flight()).map(|p| p.event).collect();
+        Ok(events.into_iter().collect())
+    }
+
+    async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
+        Ok(self.lock().audit.iter().filter(|a| a.reservation == reservation).cloned().collect())
     }
 }

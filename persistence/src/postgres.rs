@@ -10,15 +10,18 @@ mod append;
 mod rows;
 
 use crate::records::{
-    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
     RefreshTokenRecord, UserRecord,
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use rows::{at, event_from_row, idempotency_from_row, layout_from_row, reservation_from_row, ts, user_from_row};
+use rows::{
+    at, audit_from_row, event_from_row, idempotency_from_row, layout_from_row, payment_from_row, reservation_from_row,
+    ts, user_from_row,
+};
 use std::time::Duration;
-use tiketi_engine::{EventId, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId};
+use tiketi_engine::{EventId, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId};
 
 refinery::embed_migrations!("../migrations");
 
@@ -410,6 +413,23 @@ impl Store for PgStore {
             })
             .collect();
         let queue_opened = row.get("queue_opened");
+        // The latest attempt of each live reservation.
+        let payments = tx
+            .query(
+                &format!(
+                    "{} WHERE order_id IN (SELECT DISTINCT ON (p.reservation_id) p.order_id FROM payments p
+                         JOIN reservations r ON r.id = p.reservation_id
+                         WHERE p.event_id = $1 AND r.status IN ('held', 'confirmed')
+                         ORDER BY p.reservation_id, p.attempt DESC)",
+                    rows::PAYMENT_SELECT
+                ),
+                &[&id.uuid()],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(payment_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(EventSnapshot {
             event,
@@ -420,6 +440,7 @@ impl Store for PgStore {
             idempotency,
             queue,
             queue_opened,
+            payments,
         }))
     }
 
@@ -464,5 +485,40 @@ impl Store for PgStore {
             .await
             .map_err(db_err)?;
         row.as_ref().map(idempotency_from_row).transpose()
+    }
+
+    async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
+        let sql = format!("{} WHERE order_id = $1", rows::PAYMENT_SELECT);
+        let row = self.client().await?.query_opt(&sql, &[&order_id]).await.map_err(db_err)?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
+        let sql =
+            format!("{} WHERE payment_key = $1 ORDER BY updated_at DESC, attempt DESC LIMIT 1", rows::PAYMENT_SELECT);
+        let row = self.client().await?.query_opt(&sql, &[&payment_key]).await.map_err(db_err)?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {
+        let sql = format!("{} WHERE user_id = $1 ORDER BY created_at DESC, attempt DESC", rows::PAYMENT_SELECT);
+        let rows = self.client().await?.query(&sql, &[&user.uuid()]).await.map_err(db_err)?;
+        rows.iter().map(payment_from_row).collect()
+    }
+
+    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
+        let rows = self
+            .client()
+            .await?
+            .query("SELECT DISTINCT event_id FROM payments WHERE status IN ('in_progress', 'cancelling')", &[])
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| EventId(r.get(0))).collect())
+    }
+
+    async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = format!("{} WHERE reservation_id = $1 ORDER BY at, id", rows::AUDIT_SELECT);
+        let rows = self.client().await?.query(&sql, &[&reservation.uuid()]).await.map_err(db_err)?;
+        rows.iter().map(audit_from_row).collect()
     }
 }

@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, QueueMember, QueueSettings, Reservation,
-    SeatIndex, TicketTypeSpec, Timestamp, UserId,
+    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, Payment, QueueMember, QueueSettings,
+    Reservation, ReservationId, ReservationStatus, SeatIndex, TicketTypeSpec, Timestamp, UserId,
 };
 
 /// A user's role.
@@ -200,6 +200,8 @@ pub struct EventSnapshot {
     pub queue: Vec<QueueMember>,
     /// Whether the queue's pre-queue has been drawn.
     pub queue_opened: bool,
+    /// The latest payment attempt of each live reservation that has one.
+    pub payments: Vec<Payment>,
 }
 
 /// What an idempotent command answered the first time.
@@ -207,6 +209,8 @@ pub struct EventSnapshot {
 pub enum StoredOutcome {
     /// The reservation as the command left it.
     Reservation(Box<Reservation>),
+    /// The payment as the command left it.
+    Payment(Box<Payment>),
     /// The engine's refusal.
     Refused(EngineError),
 }
@@ -241,4 +245,25 @@ pub struct JournalEntry {
     pub idempotency: Vec<IdempotencyRecord>,
     /// A new version of the event record (admin edits, cancellation).
     pub event_record: Option<Box<EventRecord>>,
+    /// Admins' status changes decided with these changes.
+    pub audit: Vec<AuditRecord>,
+}
+
+/// An admin's change of a reservation's status, kept for the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// Its event.
+    pub event: EventId,
+    /// The admin who changed it.
+    pub admin: UserId,
+    /// Its status before.
+    pub from: ReservationStatus,
+    /// Its status after.
+    pub to: ReservationStatus,
+    /// Why, in the admin's words.
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
 }

@@ -2,11 +2,11 @@
 //! store and PostgreSQL are interchangeable.
 
 use crate::records::{
-    EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
     RefreshTokenRecord, UserRecord,
 };
 use async_trait::async_trait;
-use tiketi_engine::{EventId, Reservation, ReservationId, UserId};
+use tiketi_engine::{EventId, Payment, Reservation, ReservationId, UserId};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,4 +68,16 @@ pub trait Store: Send + Sync + 'static {
     async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
     /// A stored idempotency record.
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+
+    /// One payment attempt by its order id.
+    async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError>;
+    /// The latest payment attempt made with a provider's payment key.
+    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError>;
+    /// A user's payment attempts, newest first.
+    async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError>;
+    /// Events with a payment whose capture or refund was in flight when last written: each
+    /// must be reconciled with the provider.
+    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError>;
+    /// The admin status changes of a reservation, oldest first.
+    async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError>;
 }

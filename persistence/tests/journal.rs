@@ -38,7 +38,7 @@ fn event_record() -> EventRecord {
 }
 
 fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
-    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None }
+    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
 }
 
 fn hold(engine: &mut EventEngine, quantity: u32, now: Timestamp) -> (ReservationId, ChangeSet) {

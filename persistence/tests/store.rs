@@ -70,7 +70,7 @@ fn engine_for(record: &EventRecord) -> EventEngine {
 }
 
 fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
-    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None }
+    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
 }
 
 fn hold(engine: &mut EventEngine, user: UserId, selection: Selection, now: Timestamp) -> (ReservationId, ChangeSet) {
@@ -270,8 +270,113 @@ macro_rules! against_both_stores {
     };
 }
 
+/// Payment attempts in every state a batch can leave them in (a declined attempt and its
+/// successor in flight in one batch, a done one, a refund in flight, an aborted one) reload
+/// with their reservations; lookups by order, key and user, the unsettled list and the audit
+/// trail answer from what was committed.
+async fn payments_and_audit_reload_with_their_reservations(store: Arc<dyn Store>) {
+    use tiketi_engine::{CaptureOutcome, PaymentFailure, PaymentStatus};
+    use tiketi_persistence::AuditRecord;
+    let buyer = user(&*store, "pay@example.com").await;
+    let admin = user(&*store, "admin@example.com").await;
+    let record = event_record(LayoutSpec::grid(1, 1, 6, 100), 0);
+    store.create_event(record.clone()).await.unwrap();
+    let mut engine = engine_for(&record);
+    let seat = |id: &str| engine_for(&record).resolve_seats(&[id]).unwrap();
+    let now = T0.plus(Duration::from_secs(1));
+    let captured = || CaptureOutcome::Captured { approved_at: now, method: Some("card".into()) };
+
+    let mut batch = Vec::new();
+    let step = |batch: &mut Vec<JournalEntry>, cs: Option<ChangeSet>| batch.push(entry(record.id, cs.unwrap()));
+    // 1: declined, then a second attempt in flight (same batch).
+    let (r1, cs) = hold(&mut engine, buyer, Selection::Seats(seat("S1-A-1")), now);
+    step(&mut batch, Some(cs));
+    let (p1, cs) = engine.prepare(r1, now).unwrap();
+    step(&mut batch, cs);
+    let (_, start) = engine.begin_confirm(&p1.order_id, "key-1a", p1.amount, now).unwrap();
+    let tiketi_engine::ConfirmStart::Started(cs) = start else { panic!("started") };
+    step(&mut batch, Some(cs));
+    let failure = PaymentFailure { code: "REJECT_CARD_PAYMENT".into(), message: "no".into() };
+    let (_, finish) = engine.finish_confirm(&p1.order_id, "key-1a", CaptureOutcome::Declined(failure.clone()), now);
+    let tiketi_engine::ConfirmFinish::Declined(cs) = finish else { panic!("declined") };
+    step(&mut batch, Some(cs));
+    let (p1b, cs) = engine.prepare(r1, now).unwrap();
+    step(&mut batch, cs);
+    let (_, start) = engine.begin_confirm(&p1b.order_id, "key-1b", p1b.amount, now).unwrap();
+    let tiketi_engine::ConfirmStart::Started(cs) = start else { panic!("started") };
+    step(&mut batch, Some(cs));
+    // 2: paid, then a refund in flight.
+    let (r2, cs) = hold(&mut engine, buyer, Selection::Seats(seat("S1-A-2")), now);
+    step(&mut batch, Some(cs));
+    let (p2, cs) = engine.prepare(r2, now).unwrap();
+    step(&mut batch, cs);
+    let (_, start) = engine.begin_confirm(&p2.order_id, "key-2", p2.amount, now).unwrap();
+    let tiketi_engine::ConfirmStart::Started(cs) = start else { panic!("started") };
+    step(&mut batch, Some(cs));
+    let (_, finish) = engine.finish_confirm(&p2.order_id, "key-2", captured(), now);
+    let tiketi_engine::ConfirmFinish::Confirmed(cs) = finish else { panic!("confirmed") };
+    step(&mut batch, Some(cs));
+    let (_, refund) = engine.begin_refund(r2, now).unwrap();
+    let tiketi_engine::RefundStart::Started(cs) = refund else { panic!("refund started") };
+    let audit = AuditRecord {
+        reservation: r2,
+        event: record.id,
+        admin,
+        from: ReservationStatus::Confirmed,
+        to: ReservationStatus::Cancelled,
+        reason: "double booking at the box office".into(),
+        at: now,
+    };
+    batch.push(JournalEntry { audit: vec![audit.clone()], ..entry(record.id, cs) });
+    // 3: prepared, then cancelled: aborted.
+    let (r3, cs) = hold(&mut engine, buyer, Selection::Seats(seat("S1-A-3")), now);
+    step(&mut batch, Some(cs));
+    let (p3, cs) = engine.prepare(r3, now).unwrap();
+    step(&mut batch, cs);
+    step(&mut batch, Some(engine.cancel(r3, now).unwrap()));
+    store.append(&batch).await.unwrap();
+
+    let snapshot = store.load_event(record.id).await.unwrap().unwrap();
+    let mut loaded = snapshot.payments.clone();
+    loaded.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    let mut expected: Vec<_> = [r1, r2].iter().map(|r| engine.payment(*r).unwrap().clone()).collect();
+    expected.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    assert_eq!(loaded, expected, "the latest attempt of each live reservation");
+    let mut statuses: Vec<&str> = loaded.iter().map(|p| p.status.as_str()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [PaymentStatus::Cancelling.as_str(), PaymentStatus::InProgress.as_str()]);
+
+    let first = store.payment(&p1.order_id).await.unwrap().unwrap();
+    assert_eq!((first.status, first.failure), (PaymentStatus::Failed, Some(failure)));
+    assert_eq!(store.payment(&p3.order_id).await.unwrap().unwrap().status, PaymentStatus::Aborted);
+    assert_eq!(store.payment_by_key("key-2").await.unwrap().unwrap().order_id, p2.order_id);
+    assert_eq!(store.payment_by_key("no-such-key").await.unwrap(), None);
+    let mine: Vec<String> = store.payments_of(buyer).await.unwrap().into_iter().map(|p| p.order_id).collect();
+    assert_eq!(mine.len(), 4);
+    assert!([&p1.order_id, &p1b.order_id, &p2.order_id, &p3.order_id].iter().all(|o| mine.contains(o)));
+    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![record.id]);
+    assert_eq!(store.audit_of(r2).await.unwrap(), vec![audit]);
+    assert_eq!(store.audit_of(r1).await.unwrap(), vec![]);
+
+    // The engine rebuilt from the snapshot has the same payments, pinned as they were.
+    let map = SeatMap::new(record.layout.as_ref().unwrap()).unwrap();
+    let persisted = Persisted {
+        live: snapshot.live,
+        seq: snapshot.seq,
+        serial: snapshot.serial,
+        status: snapshot.event.status,
+        payments: snapshot.payments,
+        ..Persisted::default()
+    };
+    let (restored, changed) = EventEngine::restore(record.id, record.rules(), map, Vec::new(), persisted, now);
+    assert_eq!(changed, None);
+    assert_eq!(restored.unsettled_payments().count(), 2);
+    assert_eq!(restored.payment(r2), engine.payment(r2));
+}
+
 against_both_stores!(
     a_journal_batch_reloads_into_the_same_state,
+    payments_and_audit_reload_with_their_reservations,
     events_are_filtered_searched_and_paginated,
     a_batch_for_a_missing_event_is_refused,
     the_admission_queue_reloads_into_the_same_order,
@@ -301,6 +406,6 @@ async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
 #[tokio::test]
 async fn migrations_are_applied_once() {
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 3);
+    assert_eq!(store.migrate().await.unwrap().len(), 4);
     assert!(store.migrate().await.unwrap().is_empty());
 }

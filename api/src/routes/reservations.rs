@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tiketi_actors::{CancelCmd, HoldCmd, IdempotencyKey, SelectionInput};
+use tiketi_actors::{CancelCmd, HoldCmd, IdempotencyKey, RefundCmd, SelectionInput};
 use tiketi_engine::{EventId, ReservationId, ReservationStatus, TicketTypeId, UserId};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -112,7 +112,7 @@ pub struct ReservationList {
 }
 
 /// The fingerprint an idempotency key is bound to: method, path and the parsed body.
-fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> String {
+pub(crate) fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> String {
     let mut hasher = Sha256::new();
     hasher.update(method.as_bytes());
     hasher.update(b" ");
@@ -126,7 +126,7 @@ fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> String {
 /// keys exactly; this extra look at the store catches a key first used on another event.
 /// It is best effort and bounded: holds must keep working while the database is slow or
 /// down, so a store that does not answer in time is not consulted.
-async fn idempotency(
+pub(crate) async fn idempotency(
     state: &AppState,
     user: UserId,
     key: Option<String>,
@@ -145,7 +145,7 @@ async fn idempotency(
 /// A reservation from the store. The store trails the event actors by one group commit, so
 /// a miss may be a reservation created a moment ago: wait for what the journal holds now to
 /// commit, then look once more (read-your-writes after a create).
-async fn stored_reservation(
+pub(crate) async fn stored_reservation(
     state: &AppState,
     id: ReservationId,
 ) -> Result<Option<tiketi_engine::Reservation>, ApiError> {
@@ -259,9 +259,17 @@ async fn cancel_reservation(
     let print = fingerprint("POST", &format!("/reservations/{id}/cancel"), &());
     let idempotency = idempotency(&state, user.id, key, print).await?;
     let handle = state.event(stored.event).await?;
-    let cmd = CancelCmd { reservation: stored.id, caller: user.caller(), idempotency };
+    let cmd = CancelCmd { reservation: stored.id, caller: user.caller(), idempotency: idempotency.clone() };
     match handle.cancel(cmd).await {
         Ok(r) => Ok(Json(ReservationDto::build(&state, &r).await?)),
+        // Paid: cancelling it is refunding it (answered once the refund is durable).
+        Err(tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::RefundRequired)) => {
+            let reason = "reservation cancelled".to_owned();
+            let cmd = RefundCmd { reservation: stored.id, caller: user.caller(), reason, idempotency, audit: None };
+            handle.refund_payment(cmd).await?;
+            let latest = state.store().reservation(stored.id).await?.unwrap_or(stored);
+            Ok(Json(ReservationDto::build(&state, &latest).await?))
+        }
         // Not live any more: cancelling a cancelled reservation is a no-op; an expired one
         // is a conflict.
         Err(tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::ReservationNotFound)) => {

@@ -114,7 +114,13 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
     let mut entries = Vec::new();
     let mut live = Vec::new();
     let mut ended = Vec::new();
-    let entry = |changes| JournalEntry { event: record.id, changes, idempotency: Vec::new(), event_record: None };
+    let entry = |changes| JournalEntry {
+        event: record.id,
+        changes,
+        idempotency: Vec::new(),
+        event_record: None,
+        audit: Vec::new(),
+    };
     // Two hours ago: holds that expired an hour ago.
     let long_ago = Timestamp(now.0 - 2 * 3_600_000);
     for seats in groups(expired, &mut rng) {

@@ -13,8 +13,8 @@ use crate::records::JournalEntry;
 use crate::store::StoreError;
 use std::collections::HashMap;
 use tiketi_engine::{
-    Change, EventId, QueueChange, QueueMember, Reservation, ReservationId, ReservationItems, ReservationStatus,
-    SeatStatus, Timestamp, UserId,
+    Change, EventId, Payment, PaymentStatus, QueueChange, QueueMember, Reservation, ReservationId, ReservationItems,
+    ReservationStatus, SeatStatus, Timestamp, UserId,
 };
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -36,6 +36,11 @@ struct Folded<'a> {
     queue: HashMap<(EventId, UserId), MemberOp>,
     /// Events whose pre-queue was drawn.
     opened: Vec<EventId>,
+    /// Queue joins per event.
+    joins: HashMap<EventId, i64>,
+    /// Each payment attempt's final state in this batch.
+    payments: HashMap<&'a str, &'a Payment>,
+    audit: Vec<&'a crate::records::AuditRecord>,
 }
 
 /// What a batch does to one queue member, folded to its last state.
@@ -84,9 +89,13 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
                     f.events.entry(entry.event).or_insert((0, 0, None)).2 = Some(status.as_str());
                 }
                 Change::Queue(change) => fold_queue(&mut f, entry.event, change),
+                Change::Payment(p) => {
+                    f.payments.insert(p.order_id.as_str(), p);
+                }
             }
         }
         f.idempotency.extend(entry.idempotency.iter());
+        f.audit.extend(entry.audit.iter());
     }
     f
 }
@@ -94,6 +103,7 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
 fn fold_queue(f: &mut Folded<'_>, event: EventId, change: &QueueChange) {
     match change {
         QueueChange::Joined { user, ticket, at } => {
+            *f.joins.entry(event).or_default() += 1;
             let member = QueueMember { user: *user, ticket: *ticket, joined_at: *at, admitted_until: None };
             f.queue.insert((event, *user), MemberOp::Upsert(member));
         }
@@ -163,6 +173,16 @@ async fn apply_queue(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), StoreEr
              FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS a(event_id, user_id, until)
              WHERE q.event_id = a.event_id AND q.user_id = a.user_id",
             &[&admit_events, &admit_users, &admit_until],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !f.joins.is_empty() {
+        let (events, joins): (Vec<Uuid>, Vec<i64>) = f.joins.iter().map(|(e, n)| (e.uuid(), *n)).unzip();
+        tx.execute(
+            "UPDATE events e SET queue_joins = e.queue_joins + j.n FROM unnest($1::uuid[], $2::bigint[]) AS j(id, n)
+             WHERE e.id = j.id",
+            &[&events, &joins],
         )
         .await
         .map_err(db_err)?;
@@ -363,7 +383,125 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
     }
 
     // 8. The admission queue.
-    apply_queue(tx, &f).await
+    apply_queue(tx, &f).await?;
+
+    // 9. Payment attempts (after their reservations exist), then the admins' audit trail.
+    apply_payments(tx, &f).await?;
+    if !f.audit.is_empty() {
+        let (mut ids, mut events, mut admins, mut froms, mut tos, mut reasons, mut ats) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for a in &f.audit {
+            ids.push(a.reservation.uuid());
+            events.push(a.event.uuid());
+            admins.push(a.admin.uuid());
+            froms.push(a.from.as_str());
+            tos.push(a.to.as_str());
+            reasons.push(a.reason.as_str());
+            ats.push(at(a.at));
+        }
+        tx.execute(
+            "INSERT INTO reservation_audit (reservation_id, event_id, admin_id, from_status, to_status, reason, at)
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                 $7::timestamptz[])",
+            &[&ids, &events, &admins, &froms, &tos, &reasons, &ats],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Upserts each payment attempt's final state in the batch, in two statements: first the
+/// attempts outside the states the one-paid-attempt index guards (in progress, done,
+/// cancelling), then those inside them. A batch may carry a declined attempt and the next
+/// one in flight for the same reservation; unique indexes are checked row by row, so the
+/// declined one must be written first.
+async fn apply_payments(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), StoreError> {
+    if f.payments.is_empty() {
+        return Ok(());
+    }
+    let guarded = |p: &Payment| p.status.is_in_flight() || p.status == PaymentStatus::Done;
+    let (leaving, entering): (Vec<&Payment>, Vec<&Payment>) = f.payments.values().copied().partition(|p| !guarded(p));
+    for batch in [leaving, entering] {
+        if batch.is_empty() {
+            continue;
+        }
+        let mut c = PaymentColumns::default();
+        for p in batch {
+            c.push(p);
+        }
+        tx.execute(
+            "INSERT INTO payments (order_id, attempt, reservation_id, event_id, user_id, amount, status, payment_key,
+                 method, failure_code, failure_message, created_at, updated_at, approved_at, cancelled_at)
+             SELECT * FROM UNNEST($1::text[], $2::int[], $3::uuid[], $4::uuid[], $5::uuid[], $6::bigint[], $7::text[],
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[],
+                 $14::timestamptz[], $15::timestamptz[])
+             ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, payment_key = EXCLUDED.payment_key,
+                 method = EXCLUDED.method, failure_code = EXCLUDED.failure_code,
+                 failure_message = EXCLUDED.failure_message, updated_at = EXCLUDED.updated_at,
+                 approved_at = EXCLUDED.approved_at, cancelled_at = EXCLUDED.cancelled_at",
+            &[
+                &c.order_id,
+                &c.attempt,
+                &c.reservation,
+                &c.event,
+                &c.user,
+                &c.amount,
+                &c.status,
+                &c.payment_key,
+                &c.method,
+                &c.failure_code,
+                &c.failure_message,
+                &c.created,
+                &c.updated,
+                &c.approved,
+                &c.cancelled,
+            ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Column arrays for upserting payment attempts.
+#[derive(Default)]
+struct PaymentColumns<'a> {
+    order_id: Vec<&'a str>,
+    attempt: Vec<i32>,
+    reservation: Vec<Uuid>,
+    event: Vec<Uuid>,
+    user: Vec<Uuid>,
+    amount: Vec<i64>,
+    status: Vec<&'static str>,
+    payment_key: Vec<Option<&'a str>>,
+    method: Vec<Option<&'a str>>,
+    failure_code: Vec<Option<&'a str>>,
+    failure_message: Vec<Option<&'a str>>,
+    created: Vec<time::OffsetDateTime>,
+    updated: Vec<time::OffsetDateTime>,
+    approved: Vec<Option<time::OffsetDateTime>>,
+    cancelled: Vec<Option<time::OffsetDateTime>>,
+}
+
+impl<'a> PaymentColumns<'a> {
+    fn push(&mut self, p: &'a Payment) {
+        self.order_id.push(&p.order_id);
+        self.attempt.push(p.attempt as i32);
+        self.reservation.push(p.reservation.uuid());
+        self.event.push(p.event.uuid());
+        self.user.push(p.user.uuid());
+        self.amount.push(p.amount);
+        self.status.push(p.status.as_str());
+        self.payment_key.push(p.payment_key.as_deref());
+        self.method.push(p.method.as_deref());
+        self.failure_code.push(p.failure.as_ref().map(|f| f.code.as_str()));
+        self.failure_message.push(p.failure.as_ref().map(|f| f.message.as_str()));
+        self.created.push(at(p.created_at));
+        self.updated.push(at(p.updated_at));
+        self.approved.push(p.approved_at.map(at));
+        self.cancelled.push(p.cancelled_at.map(at));
+    }
 }
 
 /// Column arrays for inserting reservations and their seats.

@@ -1,11 +1,11 @@
 //! Row <-> record conversions for the PostgreSQL store.
 
-use crate::records::{EventRecord, IdempotencyRecord, LayoutRecord, Role, StoredOutcome, UserRecord};
+use crate::records::{AuditRecord, EventRecord, IdempotencyRecord, LayoutRecord, Role, StoredOutcome, UserRecord};
 use crate::store::StoreError;
 use std::time::Duration;
 use tiketi_engine::{
-    EventId, EventStatus, QueueSettings, Reservation, ReservationId, ReservationItems, ReservationNumber,
-    ReservationStatus, SeatIndex, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
+    EventId, EventStatus, Payment, PaymentFailure, PaymentStatus, QueueSettings, Reservation, ReservationId,
+    ReservationItems, ReservationNumber, ReservationStatus, SeatIndex, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
 };
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -23,6 +23,14 @@ pub(crate) const RESERVATION_SELECT: &str = "SELECT r.id, r.event_id, r.user_id,
     r.amount, r.ticket_type_id, r.quantity, r.created_at, r.expires_at, r.updated_at,
     array_remove(array_agg(i.seat_index ORDER BY i.seat_index), NULL) AS seats
     FROM reservations r LEFT JOIN reservation_items i ON i.reservation_id = r.id";
+
+/// Payment attempts; callers add `WHERE ...`.
+pub(crate) const PAYMENT_SELECT: &str = "SELECT order_id, attempt, reservation_id, event_id, user_id, amount, status,
+    payment_key, method, failure_code, failure_message, created_at, updated_at, approved_at, cancelled_at FROM payments";
+
+/// Audit records; callers add `WHERE ...`.
+pub(crate) const AUDIT_SELECT: &str =
+    "SELECT reservation_id, event_id, admin_id, from_status, to_status, reason, at FROM reservation_audit";
 
 pub(crate) const IDEMPOTENCY_SELECT: &str =
     "SELECT user_id, key, fingerprint, event_id, seq, outcome, created_at FROM idempotency_keys";
@@ -143,5 +151,42 @@ pub(crate) fn idempotency_from_row(r: &Row) -> Result<IdempotencyRecord, StoreEr
         seq: r.get::<_, i64>("seq") as u64,
         outcome,
         created_at: ts(r.get("created_at")),
+    })
+}
+
+pub(crate) fn payment_from_row(r: &Row) -> Result<Payment, StoreError> {
+    let status = PaymentStatus::parse(r.get("status")).ok_or_else(|| corrupt("payment status"))?;
+    let failure = match (r.get::<_, Option<String>>("failure_code"), r.get::<_, Option<String>>("failure_message")) {
+        (Some(code), message) => Some(PaymentFailure { code, message: message.unwrap_or_default() }),
+        (None, _) => None,
+    };
+    Ok(Payment {
+        order_id: r.get("order_id"),
+        attempt: r.get::<_, i32>("attempt") as u32,
+        reservation: ReservationId(r.get("reservation_id")),
+        event: EventId(r.get("event_id")),
+        user: UserId(r.get("user_id")),
+        amount: r.get("amount"),
+        status,
+        payment_key: r.get("payment_key"),
+        method: r.get("method"),
+        failure,
+        created_at: ts(r.get("created_at")),
+        updated_at: ts(r.get("updated_at")),
+        approved_at: r.get::<_, Option<OffsetDateTime>>("approved_at").map(ts),
+        cancelled_at: r.get::<_, Option<OffsetDateTime>>("cancelled_at").map(ts),
+    })
+}
+
+pub(crate) fn audit_from_row(r: &Row) -> Result<AuditRecord, StoreError> {
+    let status = |col| ReservationStatus::parse(r.get(col)).ok_or_else(|| corrupt("audit status"));
+    Ok(AuditRecord {
+        reservation: ReservationId(r.get("reservation_id")),
+        event: EventId(r.get("event_id")),
+        admin: UserId(r.get("admin_id")),
+        from: status("from_status")?,
+        to: status("to_status")?,
+        reason: r.get("reason"),
+        at: ts(r.get("at")),
     })
 }

@@ -1,0 +1,257 @@
+//! The event actor's side of payments: every race between a confirmation, a refund, a
+//! cancellation and the expiry sweep is decided here, one message at a time, by the engine.
+//! The provider is never awaited here (see [`crate::handle`]'s payments module).
+
+use super::{Envelope, EventMsg, EventState, Reply, may_touch};
+use crate::handle::{Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RefundCmd, reconcile, refund_orphan, settled};
+use crate::{ActorError, EventHandle};
+use ractor::ActorRef;
+use tiketi_engine::{
+    CaptureOutcome, ConfirmFinish, ConfirmStart, EngineError, Payment, RefundOutcome, RefundStart, ReservationId,
+    ReservationStatus, UserId,
+};
+use tiketi_persistence::{AuditRecord, IdempotencyRecord, JournalEntry, StoredOutcome};
+
+/// A confirmation or refund in flight under an idempotency key: a second request with the
+/// key gets 409 until the first has its answer.
+pub(super) struct PendingKey {
+    user: UserId,
+    key: IdempotencyKey,
+    reservation: ReservationId,
+}
+
+impl EventState {
+    /// A handle to this actor, for the tasks that call the provider.
+    fn handle(&self, myself: &ActorRef<Envelope>) -> EventHandle {
+        EventHandle::new(self.record.id, myself.clone(), self.config.clone())
+    }
+
+    /// Answers a repeated idempotent payment request, or refuses a key still in flight;
+    /// `None` if the request is new. `Some` means the reply was sent.
+    fn replay_payment<T>(
+        &mut self,
+        user: UserId,
+        key: &Option<IdempotencyKey>,
+        reply: Reply<T>,
+        answer: impl FnOnce(Payment) -> T,
+    ) -> Option<Reply<T>> {
+        let in_flight = key.as_ref().and_then(|k| self.pending_keys.get(&(user, k.key.clone())));
+        if let Some(pending) = in_flight {
+            let same = key.as_ref().is_some_and(|k| k.fingerprint == pending.key.fingerprint);
+            let _ =
+                reply.send(Err(if same { ActorError::IdempotencyInFlight } else { ActorError::IdempotencyMismatch }));
+            return None;
+        }
+        match self.replay(user, key) {
+            None => Some(reply),
+            Some(seen) => {
+                let result = seen.and_then(|r| match &r.outcome {
+                    StoredOutcome::Payment(p) => Ok(answer((**p).clone())),
+                    StoredOutcome::Refused(e) => Err(e.clone().into()),
+                    StoredOutcome::Reservation(_) => Err(ActorError::IdempotencyMismatch),
+                });
+                let _ = reply.send(result);
+                None
+            }
+        }
+    }
+
+    /// The payment a caller may see: their own (an admin sees any).
+    fn own_payment(&self, reservation: ReservationId, caller: &crate::Caller) -> Option<&Payment> {
+        self.engine.payment(reservation).filter(|p| may_touch(caller, p.user))
+    }
+
+    pub(super) fn prepare(&mut self, cmd: PrepareCmd, reply: Reply<Payment>) {
+        let Some(reply) = self.replay_payment(cmd.caller.user, &cmd.idempotency, reply, |p| p) else { return };
+        let owned = self.engine.reservation(cmd.reservation).is_some_and(|r| may_touch(&cmd.caller, r.user));
+        if !owned {
+            let _ = reply.send(Err(EngineError::ReservationNotFound.into()));
+            return;
+        }
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        let (changes, result) = match self.engine.prepare(cmd.reservation, now) {
+            Ok((payment, changes)) => (changes.unwrap_or_else(|| self.no_changes()), Ok(payment)),
+            Err(e) => (self.no_changes(), Err(e)),
+        };
+        let outcome = match &result {
+            Ok(p) => StoredOutcome::Payment(Box::new(p.clone())),
+            Err(e) => StoredOutcome::Refused(e.clone()),
+        };
+        let seq = changes.seq;
+        let idempotency = self.remember(cmd.caller.user, cmd.idempotency, seq, outcome);
+        if !changes.changes.is_empty() || !idempotency.is_empty() {
+            self.send(permit, JournalEntry { idempotency, ..self.entry(changes) });
+        }
+        self.answer_when_durable(seq, reply, result.map_err(ActorError::from));
+    }
+
+    pub(super) fn begin_confirm(&mut self, myself: &ActorRef<Envelope>, cmd: ConfirmCmd, reply: Reply<Begun>) {
+        let Some(reply) = self.replay_payment(cmd.caller.user, &cmd.idempotency, reply, Begun::Settled) else {
+            return;
+        };
+        let reservation = tiketi_engine::order_reservation(&cmd.order_id);
+        if reservation.and_then(|r| self.own_payment(r, &cmd.caller)).is_none() {
+            let _ = reply.send(Err(EngineError::PaymentNotFound.into()));
+            return;
+        }
+        let reservation = reservation.expect("checked above");
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        match self.engine.begin_confirm(&cmd.order_id, &cmd.payment_key, cmd.amount, now) {
+            Ok((payment, ConfirmStart::Started(changes))) => {
+                let seq = changes.seq;
+                self.send(permit, self.entry(changes));
+                self.hold_key(cmd.caller.user, cmd.idempotency, reservation);
+                // The safety net: if nobody reports the capture's outcome by then, ask the
+                // provider.
+                myself.send_after(self.config.reconcile_after, move || Envelope {
+                    msg: EventMsg::Reconcile(reservation),
+                    span: None,
+                });
+                self.answer_when_durable(seq, reply, Ok(Begun::Started(payment)));
+            }
+            Ok((_, ConfirmStart::InFlight)) => {
+                self.confirm_waiters.entry(cmd.order_id).or_default().push(reply);
+            }
+            Ok((payment, ConfirmStart::Done)) => {
+                let seq = self.engine.seq();
+                self.answer_when_durable(seq, reply, Ok(Begun::Settled(payment)));
+            }
+            Err(e) => {
+                self.note_error(&e.clone().into());
+                let idempotency = self.remember(cmd.caller.user, cmd.idempotency, 0, StoredOutcome::Refused(e.clone()));
+                if !idempotency.is_empty() {
+                    self.send(permit, JournalEntry { idempotency, ..self.entry(self.no_changes()) });
+                }
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    pub(super) fn finish_confirm(
+        &mut self,
+        myself: &ActorRef<Envelope>,
+        order_id: String,
+        payment_key: String,
+        outcome: CaptureOutcome,
+        reply: Reply<Payment>,
+    ) {
+        let now = self.clock.now();
+        let (payment, finish) = self.engine.finish_confirm(&order_id, &payment_key, outcome, now);
+        let changes = match finish {
+            ConfirmFinish::Confirmed(changes) | ConfirmFinish::Declined(changes) => changes,
+            ConfirmFinish::AlreadySettled => {
+                let result = payment.ok_or_else(|| EngineError::PaymentNotFound.into()).and_then(settled);
+                let seq = self.engine.seq();
+                self.answer_when_durable(seq, reply, result);
+                return;
+            }
+            ConfirmFinish::Orphaned => {
+                tokio::spawn(refund_orphan(self.handle(myself), order_id, payment_key));
+                let _ = reply.send(Err(EngineError::HoldExpired.into()));
+                return;
+            }
+        };
+        let payment = payment.expect("a finished confirmation has its payment");
+        let seq = changes.seq;
+        let idempotency = self.settle_keys(payment.reservation, seq, &payment);
+        // Recording money that moved can never be refused: no backlog bound here.
+        self.push(JournalEntry { idempotency, ..self.entry(changes) });
+        for waiter in self.confirm_waiters.remove(&order_id).unwrap_or_default() {
+            self.answer_when_durable(seq, waiter, Ok(Begun::Settled(payment.clone())));
+        }
+        self.answer_when_durable(seq, reply, settled(payment));
+    }
+
+    pub(super) fn begin_refund(&mut self, cmd: RefundCmd, reply: Reply<Begun>) {
+        let Some(reply) = self.replay_payment(cmd.caller.user, &cmd.idempotency, reply, Begun::Settled) else {
+            return;
+        };
+        let Some(reservation) = self.engine.reservation(cmd.reservation).filter(|r| may_touch(&cmd.caller, r.user))
+        else {
+            let _ = reply.send(Err(EngineError::ReservationNotFound.into()));
+            return;
+        };
+        let from = reservation.status;
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        match self.engine.begin_refund(cmd.reservation, now) {
+            Ok((payment, RefundStart::Started(changes))) => {
+                let seq = changes.seq;
+                let audit = cmd
+                    .audit
+                    .map(|reason| AuditRecord {
+                        reservation: cmd.reservation,
+                        event: self.record.id,
+                        admin: cmd.caller.user,
+                        from,
+                        to: ReservationStatus::Cancelled,
+                        reason,
+                        at: now,
+                    })
+                    .into_iter()
+                    .collect();
+                self.send(permit, JournalEntry { audit, ..self.entry(changes) });
+                self.hold_key(cmd.caller.user, cmd.idempotency, cmd.reservation);
+                self.answer_when_durable(seq, reply, Ok(Begun::Started(payment)));
+            }
+            Ok((_, RefundStart::InFlight)) => {
+                self.refund_waiters.entry(cmd.reservation).or_default().push(reply);
+            }
+            Err(e) => {
+                self.note_error(&e.clone().into());
+                let _ = reply.send(Err(e.into()));
+            }
+        }
+    }
+
+    pub(super) fn finish_refund(&mut self, reservation: ReservationId, outcome: RefundOutcome, reply: Reply<Payment>) {
+        let now = self.clock.now();
+        let Some((payment, changes)) = self.engine.finish_refund(reservation, outcome, now) else {
+            // Reported twice: the first report settled it.
+            let _ = reply.send(Err(EngineError::NotPaid.into()));
+            return;
+        };
+        let seq = changes.seq;
+        let idempotency = self.settle_keys(reservation, seq, &payment);
+        self.push(JournalEntry { idempotency, ..self.entry(changes) });
+        let result = match (&payment.status, &payment.failure) {
+            (tiketi_engine::PaymentStatus::Done, Some(f)) => Err(ActorError::PaymentDeclined(f.clone())),
+            _ => Ok(payment.clone()),
+        };
+        for waiter in self.refund_waiters.remove(&reservation).unwrap_or_default() {
+            self.answer_when_durable(seq, waiter, result.clone().map(Begun::Settled));
+        }
+        self.answer_when_durable(seq, reply, result);
+    }
+
+    /// Asks the provider about a payment still in flight (after a restart, or when nobody
+    /// reported its outcome in time).
+    pub(super) fn reconcile(&mut self, myself: &ActorRef<Envelope>, reservation: ReservationId) {
+        if let Some(payment) = self.engine.payment(reservation).filter(|p| p.status.is_in_flight()) {
+            tokio::spawn(reconcile(self.handle(myself), payment.clone()));
+        }
+    }
+
+    /// Marks an idempotency key in flight until the payment it started has its answer.
+    fn hold_key(&mut self, user: UserId, key: Option<IdempotencyKey>, reservation: ReservationId) {
+        if let Some(key) = key {
+            self.pending_keys.insert((user, key.key.clone()), PendingKey { user, key, reservation });
+        }
+    }
+
+    /// The idempotency records of the keys waiting on this reservation's payment, now that
+    /// it has its answer.
+    fn settle_keys(&mut self, reservation: ReservationId, seq: u64, payment: &Payment) -> Vec<IdempotencyRecord> {
+        let settled: Vec<(UserId, String)> =
+            self.pending_keys.iter().filter(|(_, p)| p.reservation == reservation).map(|(k, _)| k.clone()).collect();
+        let mut records = Vec::new();
+        for k in settled {
+            let pending = self.pending_keys.remove(&k).expect("listed above");
+            let outcome = StoredOutcome::Payment(Box::new(payment.clone()));
+            records.extend(self.remember(pending.user, Some(pending.key), seq, outcome));
+        }
+        records
+    }
+}

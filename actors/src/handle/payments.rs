@@ -1,0 +1,267 @@
+//! Paying for a reservation through its event's actor, with the provider called outside it.
+//!
+//! A confirmation is three steps: the actor marks the payment in flight and answers once
+//! that is durable ([`EventMsg::BeginConfirm`]); the provider captures, here, outside the
+//! actor; the actor records the outcome and answers once that is durable
+//! ([`EventMsg::FinishConfirm`]). The last two run in a task of their own, so a caller that
+//! goes away mid-capture cannot leave a captured payment unrecorded. Refunds go the same
+//! way. Whatever a crash interrupts, the actor reconciles with the provider when it next
+//! starts ([`reconcile`]).
+
+use super::{Caller, EventHandle, IdempotencyKey};
+use crate::ActorError;
+use crate::event_actor::EventMsg;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tiketi_engine::{CaptureOutcome, Payment, PaymentFailure, PaymentStatus, RefundOutcome, ReservationId, Timestamp};
+use tiketi_payments::{ConfirmRequest, PaymentProvider, ProviderError, ProviderStatus};
+
+/// The payment provider the actors call, shared by every event.
+#[derive(Clone)]
+pub struct Provider(pub Arc<dyn PaymentProvider>);
+
+impl fmt::Debug for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl Default for Provider {
+    /// The built-in mock: no latency, never declines.
+    fn default() -> Self {
+        Self(Arc::new(tiketi_payments::mock::MockProvider::default()))
+    }
+}
+
+/// Prepare a payment for a reservation.
+#[derive(Debug, Clone)]
+pub struct PrepareCmd {
+    /// The reservation to pay for.
+    pub reservation: ReservationId,
+    /// Who asks (its owner, or an admin).
+    pub caller: Caller,
+    /// Idempotency key, if the request carried one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Capture a prepared payment.
+#[derive(Debug, Clone)]
+pub struct ConfirmCmd {
+    /// The order to confirm.
+    pub order_id: String,
+    /// The provider's key for the buyer's authorized payment.
+    pub payment_key: String,
+    /// The amount the buyer saw; must equal the order's.
+    pub amount: i64,
+    /// Who asks (the order's owner, or an admin).
+    pub caller: Caller,
+    /// Idempotency key, if the request carried one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// Refund a confirmed reservation's payment; the reservation is cancelled.
+#[derive(Debug, Clone)]
+pub struct RefundCmd {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// Who asks (its owner, or an admin).
+    pub caller: Caller,
+    /// Why, as the provider will record it.
+    pub reason: String,
+    /// Idempotency key, if the request carried one.
+    pub idempotency: Option<IdempotencyKey>,
+    /// An admin's reason for the audit trail, when an admin changes the status by hand.
+    pub audit: Option<String>,
+}
+
+/// How a begun confirmation or refund continues.
+#[derive(Debug)]
+pub(crate) enum Begun {
+    /// The payment is in flight and durable: call the provider, then finish.
+    Started(Payment),
+    /// Nothing left to do: the payment as it ended (a repeat, or a wait on a twin).
+    Settled(Payment),
+}
+
+/// How long to wait before asking the provider again about an unknown outcome.
+pub(crate) const RECONCILE_RETRY: Duration = Duration::from_secs(5);
+
+impl EventHandle {
+    /// Prepares (or returns the already prepared) payment for a held reservation; durable.
+    pub async fn prepare_payment(&self, cmd: PrepareCmd) -> Result<Payment, ActorError> {
+        self.call(|r| EventMsg::Prepare(cmd, r), self.config.durable_timeout).await?
+    }
+
+    /// A live reservation's current payment attempt, as the actor sees it now.
+    pub async fn payment(&self, reservation: ReservationId) -> Result<Option<Payment>, ActorError> {
+        self.call(|r| EventMsg::Payment(reservation, r), self.config.call_timeout).await
+    }
+
+    /// Confirms a payment: the capture and its record, each durable before the next step.
+    /// Confirming again with the same payment key answers the same and charges once.
+    pub async fn confirm_payment(&self, cmd: ConfirmCmd) -> Result<Payment, ActorError> {
+        match self.call(|r| EventMsg::BeginConfirm(cmd, r), self.config.durable_timeout).await?? {
+            Begun::Settled(p) => settled(p),
+            Begun::Started(p) => {
+                let handle = self.clone();
+                tokio::spawn(async move { handle.capture(p).await })
+                    .await
+                    .map_err(|e| ActorError::Unavailable(e.to_string()))?
+            }
+        }
+    }
+
+    /// Refunds a confirmed reservation's payment and cancels the reservation, once the
+    /// provider has refunded; durable.
+    pub async fn refund_payment(&self, cmd: RefundCmd) -> Result<Payment, ActorError> {
+        match self.call(|r| EventMsg::BeginRefund(cmd, r), self.config.durable_timeout).await?? {
+            Begun::Settled(p) => settled(p),
+            Begun::Started(p) => {
+                let handle = self.clone();
+                tokio::spawn(async move { handle.refund(p).await })
+                    .await
+                    .map_err(|e| ActorError::Unavailable(e.to_string()))?
+            }
+        }
+    }
+
+    /// Asks the provider to capture `payment`, then records the outcome.
+    async fn capture(&self, payment: Payment) -> Result<Payment, ActorError> {
+        let key = payment.payment_key.clone().expect("an in-flight payment has its key");
+        let req =
+            ConfirmRequest { payment_key: key.clone(), order_id: payment.order_id.clone(), amount: payment.amount };
+        let outcome = match tiketi_payments::confirm_resolved(&*self.config.provider.0, &req).await {
+            Ok(p) => captured(p.approved_at, p.method),
+            Err(ProviderError::Declined { code, message }) => {
+                CaptureOutcome::Declined(PaymentFailure { code, message })
+            }
+            // Still unknown after asking: the payment stays in flight (its seats pinned)
+            // and the actor asks the provider again later.
+            Err(ProviderError::Unknown(why)) => {
+                tracing::warn!(order_id = %payment.order_id, %why, "capture outcome unknown; reconciling later");
+                self.reconcile_later(payment.reservation);
+                return Err(ActorError::PaymentPending { retry_after: RECONCILE_RETRY });
+            }
+        };
+        self.finish_confirm(payment.order_id, key, outcome).await
+    }
+
+    /// Asks the provider to refund `payment`, then records the outcome.
+    async fn refund(&self, payment: Payment) -> Result<Payment, ActorError> {
+        let key = payment.payment_key.clone().expect("a refunded payment has its key");
+        let provider = &*self.config.provider.0;
+        let reason = "cancelled by the buyer or an admin";
+        let outcome =
+            match tiketi_payments::cancel_resolved(provider, &key, &payment.order_id, reason, &refund_key(&payment))
+                .await
+            {
+                Ok(_) => RefundOutcome::Refunded { at: now() },
+                Err(ProviderError::Declined { code, message }) => {
+                    RefundOutcome::Failed(PaymentFailure { code, message })
+                }
+                Err(ProviderError::Unknown(why)) => {
+                    tracing::warn!(order_id = %payment.order_id, %why, "refund outcome unknown; reconciling later");
+                    self.reconcile_later(payment.reservation);
+                    return Err(ActorError::PaymentPending { retry_after: RECONCILE_RETRY });
+                }
+            };
+        let reservation = payment.reservation;
+        self.call(|reply| EventMsg::FinishRefund { reservation, outcome, reply }, self.config.durable_timeout).await?
+    }
+
+    async fn finish_confirm(
+        &self,
+        order_id: String,
+        payment_key: String,
+        outcome: CaptureOutcome,
+    ) -> Result<Payment, ActorError> {
+        self.call(
+            |reply| EventMsg::FinishConfirm { order_id, payment_key, outcome, reply },
+            self.config.durable_timeout,
+        )
+        .await?
+    }
+
+    /// Has the actor reconcile a payment in flight after [`RECONCILE_RETRY`].
+    fn reconcile_later(&self, reservation: ReservationId) {
+        self.actor.send_after(RECONCILE_RETRY, move || crate::event_actor::Envelope {
+            msg: EventMsg::Reconcile(reservation),
+            span: None,
+        });
+    }
+}
+
+/// Settles a payment left in flight by a crash or an unknown outcome: asks the provider
+/// what became of it and records that. A capture the provider has is recorded (the seats
+/// were pinned for it); one it does not have was never made. An interrupted refund is
+/// simply asked for again (the provider's idempotency key makes that safe).
+pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
+    let result = match payment.status {
+        PaymentStatus::InProgress => {
+            let key = payment.payment_key.clone().unwrap_or_default();
+            match handle.config.provider.0.payment_for_order(&payment.order_id).await {
+                Ok(found) => {
+                    let outcome = match found {
+                        Some(p) if p.status == ProviderStatus::Done && p.payment_key == key => {
+                            captured(p.approved_at, p.method)
+                        }
+                        _ => CaptureOutcome::Declined(PaymentFailure {
+                            code: "NOT_CAPTURED".into(),
+                            message: "the provider has no capture for this order".into(),
+                        }),
+                    };
+                    handle.finish_confirm(payment.order_id.clone(), key, outcome).await
+                }
+                Err(e) => {
+                    handle.reconcile_later(payment.reservation);
+                    Err(ActorError::Unavailable(e.to_string()))
+                }
+            }
+        }
+        PaymentStatus::Cancelling => handle.refund(payment.clone()).await,
+        _ => return,
+    };
+    match result {
+        Ok(p) => tracing::info!(order_id = %p.order_id, status = %p.status, "payment reconciled"),
+        Err(e) => tracing::warn!(order_id = %payment.order_id, error = %e, "payment not reconciled yet"),
+    }
+}
+
+/// Refunds money captured for an order that no longer sells anything (its hold ended
+/// first, or another attempt settled it): money is never kept without seats.
+pub(crate) async fn refund_orphan(handle: EventHandle, order_id: String, payment_key: String) {
+    let provider = &*handle.config.provider.0;
+    let reason = "the reservation was no longer held when the payment was captured";
+    let key = format!("orphan-{order_id}");
+    match tiketi_payments::cancel_resolved(provider, &payment_key, &order_id, reason, &key).await {
+        Ok(_) => tracing::warn!(%order_id, "refunded a capture that came too late for its reservation"),
+        Err(e) => tracing::error!(%order_id, error = %e, "could not refund an orphaned capture; refund it by hand"),
+    }
+}
+
+/// The provider idempotency key of a payment's refund: one per order, so a retried refund
+/// never refunds twice.
+fn refund_key(payment: &Payment) -> String {
+    format!("refund-{}", payment.order_id)
+}
+
+fn captured(approved_at: Option<time::OffsetDateTime>, method: Option<String>) -> CaptureOutcome {
+    CaptureOutcome::Captured { approved_at: approved_at.map_or_else(now, timestamp), method }
+}
+
+/// A settled payment as the caller's answer: a declined capture is an error.
+pub(crate) fn settled(p: Payment) -> Result<Payment, ActorError> {
+    match (&p.status, &p.failure) {
+        (PaymentStatus::Failed, Some(f)) => Err(ActorError::PaymentDeclined(f.clone())),
+        _ => Ok(p),
+    }
+}
+
+fn timestamp(t: time::OffsetDateTime) -> Timestamp {
+    Timestamp((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+fn now() -> Timestamp {
+    timestamp(time::OffsetDateTime::now_utc())
+}
