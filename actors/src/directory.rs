@@ -43,6 +43,10 @@ pub struct ActorConfig {
     /// A payment still in flight this long after it began is reconciled with the provider
     /// (its capture was lost, or its caller went away).
     pub reconcile_after: Duration,
+    /// How long after a confirmation was sent the provider may still capture it. Until then
+    /// a reconciliation that finds no capture keeps the payment in flight (its seats
+    /// pinned) and asks again; after it, the attempt is declined as never captured.
+    pub capture_window: Duration,
 }
 
 impl Default for ActorConfig {
@@ -59,6 +63,7 @@ impl Default for ActorConfig {
             max_live: 10_000,
             provider: crate::Provider::default(),
             reconcile_after: Duration::from_secs(60),
+            capture_window: Duration::from_secs(120),
         }
     }
 }

@@ -192,6 +192,8 @@ pub struct PaymentSettings {
     pub toss_timeout_ms: u64,
     /// A payment still in flight this long is reconciled with the provider.
     pub reconcile_after_secs: u64,
+    /// How long after a confirmation was sent the provider may still capture it.
+    pub capture_window_secs: u64,
 }
 
 /// Which payment provider.
@@ -324,6 +326,7 @@ impl Settings {
             },
             provider: self.provider()?,
             reconcile_after: Duration::from_secs(self.payments.reconcile_after_secs),
+            capture_window: Duration::from_secs(self.payments.capture_window_secs),
         })
     }
 }

@@ -11,12 +11,13 @@ const LOOKUP_BACKOFF: [Duration; 3] =
 /// Confirm, and when the outcome is unknown (timeout etc.) resolve it by asking the provider before answering.
 ///
 /// The order is looked up (up to 3 tries, backoff 50/100/200 ms): DONE with this paymentKey -> `Ok(payment)`;
-/// found but not DONE, or not found -> `Err(Declined { code: "NOT_CAPTURED", .. })`; the lookup failing every time
-/// -> `Err(Unknown)`. A confirm answered `ALREADY_PROCESSED_PAYMENT` (a retried confirm after a lost answer) is
-/// resolved the same way.
+/// found but not DONE (aborted, expired, another key's) -> `Err(Declined { code: "NOT_CAPTURED", .. })`; the lookup
+/// failing every time -> `Err(Unknown)`. A confirm answered `ALREADY_PROCESSED_PAYMENT` (a retried confirm after a
+/// lost answer) is resolved the same way.
 ///
-/// One refinement: a payment of ours still `IN_PROGRESS` is a confirm still running at the provider, so it is
-/// looked up again, and is `Err(Unknown)` if it is still in progress after the last try — never `NOT_CAPTURED`.
+/// Not settled yet is unknown, never `NOT_CAPTURED`: no payment for the order (the confirm may still be on its way
+/// to the provider), or one of ours still `IN_PROGRESS` (a confirm still running there), after the last try ->
+/// `Err(Unknown)`. A capture that lands later must find its payment still in flight.
 ///
 /// `Ok` carries the provider's `total_amount`; callers should check it against the amount they asked for.
 pub async fn confirm_resolved(
@@ -33,7 +34,8 @@ pub async fn confirm_resolved(
     };
     let ours = |p: &ProviderPayment| p.payment_key == req.payment_key;
     let in_progress = |p: &ProviderPayment| ours(p) && p.status == ProviderStatus::InProgress;
-    let found = match look_up(provider, &req.order_id, |found| !found.is_some_and(in_progress)).await {
+    // Settled once the provider shows a payment for the order that is not still running.
+    let found = match look_up(provider, &req.order_id, |found| found.is_some_and(|p| !in_progress(p))).await {
         Ok(found) => found,
         Err(e) => {
             return Err(ProviderError::Unknown(format!(
@@ -51,9 +53,15 @@ pub async fn confirm_resolved(
             "confirm of order {}: {cause}; the payment is still in progress at the provider",
             req.order_id
         ))),
+        // The request may still be on its way to, or queued at, the provider: "not yet" is
+        // not "never". The caller keeps the payment in flight and asks again later.
+        None => Err(ProviderError::Unknown(format!(
+            "confirm of order {}: {cause}; the provider has no payment for the order yet",
+            req.order_id
+        ))),
         found => {
             let seen = match found {
-                None => "no payment".to_owned(),
+                None => unreachable!("answered above"),
                 Some(p) if ours(&p) => format!("the payment in status {:?}", p.status),
                 Some(p) => format!("another payment in status {:?}", p.status),
             };

@@ -200,17 +200,30 @@ pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
     let result = match payment.status {
         PaymentStatus::InProgress => {
             let key = payment.payment_key.clone().unwrap_or_default();
+            // Until the capture window has passed, a capture may still land: an order the
+            // provider does not know yet (or still runs) is "not yet", not "never".
+            let began = Duration::from_millis((now().millis() - payment.updated_at.millis()).max(0) as u64);
+            let may_still_land = began < handle.config.capture_window;
             match handle.config.provider.0.payment_for_order(&payment.order_id).await {
+                Ok(Some(p)) if p.status == ProviderStatus::Done && p.payment_key == key => {
+                    handle.finish_confirm(payment.order_id.clone(), key, captured(p.approved_at, p.method)).await
+                }
+                Ok(found)
+                    if may_still_land
+                        && found.as_ref().is_none_or(|p| {
+                            p.payment_key == key
+                                && matches!(p.status, ProviderStatus::Ready | ProviderStatus::InProgress)
+                        }) =>
+                {
+                    handle.reconcile_later(payment.reservation);
+                    Err(ActorError::PaymentPending { retry_after: RECONCILE_RETRY })
+                }
                 Ok(found) => {
-                    let outcome = match found {
-                        Some(p) if p.status == ProviderStatus::Done && p.payment_key == key => {
-                            captured(p.approved_at, p.method)
-                        }
-                        _ => CaptureOutcome::Declined(PaymentFailure {
-                            code: "NOT_CAPTURED".into(),
-                            message: "the provider has no capture for this order".into(),
-                        }),
-                    };
+                    let seen = found.map_or_else(|| "no payment".to_owned(), |p| format!("{:?}", p.status));
+                    let outcome = CaptureOutcome::Declined(PaymentFailure {
+                        code: tiketi_payments::codes::NOT_CAPTURED.into(),
+                        message: format!("the provider has no capture for this order ({seen})"),
+                    });
                     handle.finish_confirm(payment.order_id.clone(), key, outcome).await
                 }
                 Err(e) => {

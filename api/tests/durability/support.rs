@@ -83,6 +83,12 @@ impl Server {
     /// Starts `tiketi serve` on `database_url` (a free port, test settings, demo off) and
     /// waits until it is ready. Its output is appended to `log`.
     pub async fn start(database_url: &str, log: &Path) -> Self {
+        Self::start_with(database_url, log, &[]).await
+    }
+
+    /// [`Server::start`] with extra `TIKETI_*` settings (e.g. the payment provider's), set
+    /// after the defaults so they override them.
+    pub async fn start_with(database_url: &str, log: &Path, env: &[(&str, String)]) -> Self {
         let port = free_port();
         let out = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open the server log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_tiketi"));
@@ -107,6 +113,7 @@ impl Server {
             .env("TIKETI_DEMO__ENABLED", "false")
             .env("TIKETI_EVENTS__MIN_HOLD_TTL_SECS", "1")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log handle"))
             .stderr(out);
