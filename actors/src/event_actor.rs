@@ -7,6 +7,7 @@ mod payments;
 
 use crate::handle::{
     Begun, Caller, CancelCmd, ConfirmCmd, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, RefundCmd, SelectionInput,
+    SetStatusCmd,
 };
 use crate::stream::{LiveStream, Resume, Subscription};
 use crate::views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};
@@ -20,7 +21,7 @@ use tiketi_engine::{
     QueueView, RefundOutcome, Reservation, ReservationId, ReservationStatus, Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
-use tiketi_persistence::{EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
+use tiketi_persistence::{AuditRecord, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
 use tokio::time::Instant;
 
 /// The buckets of the hold-expiry histogram in [`ActorInfo::hold_expiries`]: holds whose
@@ -103,6 +104,9 @@ pub(crate) enum EventMsg {
     Reconcile(ReservationId),
     /// A live reservation's current payment.
     Payment(ReservationId, RpcReplyPort<Option<Payment>>),
+    /// An admin sets a reservation's status by hand (confirmed: paid offline; cancelled),
+    /// with an audit record; durable.
+    SetStatus(SetStatusCmd, Reply<Reservation>),
 }
 
 /// A message with the span of the request that sent it, so the actor's span for the
@@ -151,6 +155,7 @@ impl EventMsg {
             Self::FinishRefund { .. } => "finish_refund",
             Self::Reconcile(_) => "reconcile",
             Self::Payment(..) => "payment",
+            Self::SetStatus(..) => "set_status",
         }
     }
 
@@ -402,6 +407,7 @@ impl Actor for EventActor {
             EventMsg::BeginRefund(cmd, reply) => state.begin_refund(cmd, reply),
             EventMsg::FinishRefund { reservation, outcome, reply } => state.finish_refund(reservation, outcome, reply),
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
+            EventMsg::SetStatus(cmd, reply) => state.set_status(cmd, reply),
             EventMsg::Payment(reservation, reply) => {
                 let _ = reply.send(state.engine.payment(reservation).cloned());
             }
@@ -661,6 +667,51 @@ impl EventState {
                 Selection::BestAvailable { quantity, section, adjacent }
             }
         })
+    }
+
+    /// An admin confirms (paid outside the provider) or cancels a live reservation, with an
+    /// audit record in the same journal entry; durable. A paid reservation is refused with
+    /// `RefundRequired`: cancelling it is a refund.
+    fn set_status(&mut self, cmd: SetStatusCmd, reply: Reply<Reservation>) {
+        let Some(mut reservation) = self.engine.reservation(cmd.reservation).cloned() else {
+            let _ = reply.send(Err(EngineError::ReservationNotFound.into()));
+            return;
+        };
+        let from = reservation.status;
+        let Some((permit, reply)) = self.reserve_for(reply) else { return };
+        let now = self.clock.now();
+        let decided = match cmd.to {
+            ReservationStatus::Confirmed => self.engine.confirm(cmd.reservation, now),
+            ReservationStatus::Cancelled => self.engine.cancel(cmd.reservation, now).map(Some),
+            to => Err(EngineError::InvalidTransition { from, to }),
+        };
+        let changes = match decided {
+            Ok(Some(changes)) => changes,
+            // Already in that status: nothing to change or audit.
+            Ok(None) => {
+                let _ = reply.send(Ok(reservation));
+                return;
+            }
+            Err(e) => {
+                self.note_error(&e.clone().into());
+                let _ = reply.send(Err(e.into()));
+                return;
+            }
+        };
+        reservation.status = cmd.to;
+        reservation.updated_at = now;
+        let audit = vec![AuditRecord {
+            reservation: cmd.reservation,
+            event: self.record.id,
+            admin: cmd.admin,
+            from,
+            to: cmd.to,
+            reason: cmd.reason,
+            at: now,
+        }];
+        let seq = changes.seq;
+        self.send(permit, JournalEntry { audit, ..self.entry(changes) });
+        self.answer_when_durable(seq, reply, Ok(reservation));
     }
 
     /// Cancels a reservation; durable: the reply waits for the commit.

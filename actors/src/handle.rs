@@ -88,6 +88,20 @@ pub struct CancelCmd {
     pub idempotency: Option<IdempotencyKey>,
 }
 
+/// An admin sets a reservation's status by hand: `confirmed` (paid outside the provider) or
+/// `cancelled` (a paid one is refunded instead, see [`EventHandle::refund_payment`]).
+#[derive(Debug, Clone)]
+pub struct SetStatusCmd {
+    /// The reservation.
+    pub reservation: ReservationId,
+    /// The status to set.
+    pub to: tiketi_engine::ReservationStatus,
+    /// The admin, for the audit trail.
+    pub admin: UserId,
+    /// Why, for the audit trail.
+    pub reason: String,
+}
+
 /// An admin's edit of an event; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct EventPatch {
@@ -199,6 +213,11 @@ impl EventHandle {
     /// Holds seats; answers as soon as the actor decided.
     pub async fn hold(&self, cmd: HoldCmd) -> Result<Reservation, ActorError> {
         self.call(|r| EventMsg::Hold(cmd, r), self.config.call_timeout).await?
+    }
+
+    /// An admin sets a reservation's status, with an audit record; durable.
+    pub async fn set_status(&self, cmd: SetStatusCmd) -> Result<Reservation, ActorError> {
+        self.call(|r| EventMsg::SetStatus(cmd, r), self.config.durable_timeout).await?
     }
 
     /// Cancels a reservation; answers once the cancellation is durable.

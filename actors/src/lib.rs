@@ -22,7 +22,7 @@ pub use directory::{ActorConfig, Directory, Runtime};
 pub use error::ActorError;
 pub use handle::{
     Caller, CancelCmd, ConfirmCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, Provider, RefundCmd,
-    SelectionInput,
+    SelectionInput, SetStatusCmd,
 };
 pub use stream::{Frame, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
 pub use views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};

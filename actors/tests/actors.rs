@@ -14,7 +14,7 @@ use tiketi_engine::{
 use tiketi_persistence::journal::JournalConfig;
 use tiketi_persistence::{
     AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, MemoryStore,
-    NewUser, Page, RefreshTokenRecord, Store, StoreError, UserRecord,
+    NewUser, Page, RefreshTokenRecord, ReservationFilter, Store, StoreError, UserRecord,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -115,6 +115,9 @@ impl Store for GatedStore {
     async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError> {
         self.inner.reservations_of(user).await
     }
+    async fn find_reservations(&self, filter: &ReservationFilter) -> Result<Page<Reservation>, StoreError> {
+        self.inner.find_reservations(filter).await
+    }
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         self.inner.idempotency(user, key).await
     }
@@ -132,6 +135,19 @@ impl Store for GatedStore {
     }
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.audit_of(reservation).await
+    }
+    async fn overview_report(&self, now: Timestamp) -> Result<tiketi_persistence::OverviewReport, StoreError> {
+        self.inner.overview_report(now).await
+    }
+    async fn event_report(&self, event: EventId) -> Result<Option<tiketi_persistence::EventReport>, StoreError> {
+        self.inner.event_report(event).await
+    }
+    async fn daily_report(
+        &self,
+        event: Option<EventId>,
+        days: tiketi_persistence::DayRange,
+    ) -> Result<Vec<tiketi_persistence::DayReport>, StoreError> {
+        self.inner.daily_report(event, days).await
     }
 }
 

@@ -2,11 +2,13 @@
 
 pub mod actors;
 pub mod admin;
+pub mod admin_reservations;
 pub mod auth;
 pub mod events;
 pub mod health;
 pub mod payments;
 pub mod queue;
+pub mod reports;
 pub mod reservations;
 pub mod stream;
 
@@ -23,5 +25,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(stream::router())
         .merge(queue::router())
         .merge(admin::router())
+        .merge(admin_reservations::router())
         .merge(actors::router())
+        .merge(reports::router())
 }

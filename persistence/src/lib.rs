@@ -10,12 +10,17 @@ pub mod journal;
 mod memory;
 mod postgres;
 mod records;
+mod reports;
 mod store;
 
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
 pub use records::{
     AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
-    RefreshTokenRecord, Role, StoredOutcome, UserRecord,
+    RefreshTokenRecord, ReservationFilter, Role, StoredOutcome, UserRecord,
+};
+pub use reports::{
+    DayRange, DayRangeError, DayReport, EventCounts, EventReport, Funnel, MAX_REPORT_DAYS, OverviewReport,
+    ReservationCounts, SeatReport, TicketReport, TodayReport, utc_date,
 };
 pub use store::{Store, StoreError};

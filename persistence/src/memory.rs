@@ -3,7 +3,7 @@
 
 use crate::records::{
     AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
-    RefreshTokenRecord, UserRecord,
+    RefreshTokenRecord, ReservationFilter, UserRecord,
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
@@ -298,6 +298,21 @@ impl Store for MemoryStore {
         Ok(ids.iter().rev().filter_map(|id| inner.reservations.get(id)).cloned().collect())
     }
 
+    async fn find_reservations(&self, filter: &ReservationFilter) -> Result<Page<Reservation>, StoreError> {
+        let inner = self.lock();
+        let mut found: Vec<&Reservation> = inner
+            .reservations
+            .values()
+            .filter(|r| filter.event.is_none_or(|e| r.event == e))
+            .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| filter.user.is_none_or(|u| r.user == u))
+            .collect();
+        found.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.number.serial, r.id)));
+        let skip = (filter.page.max(1) as usize - 1) * filter.limit as usize;
+        let items = found.iter().skip(skip).take(filter.limit as usize).map(|r| (*r).clone()).collect();
+        Ok(Page { items, total: found.len() as u64 })
+    }
+
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         Ok(self.lock().idempotency.get(&(user, key.to_owned())).cloned())
     }
@@ -331,5 +346,36 @@ impl Store for MemoryStore {
 
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
         Ok(self.lock().audit.iter().filter(|a| a.reservation == reservation).cloned().collect())
+    }
+
+    // The reports scan every reservation and payment under the lock: the embedded store
+    // keeps no per-event or per-day index of them, and reports are rare admin reads.
+    async fn overview_report(&self, now: tiketi_engine::Timestamp) -> Result<crate::OverviewReport, StoreError> {
+        let inner = self.lock();
+        let events = inner.events.values().map(|s| &s.record);
+        Ok(crate::OverviewReport::tally(events, inner.reservations.values(), inner.payments.values(), now))
+    }
+
+    async fn event_report(&self, event: EventId) -> Result<Option<crate::EventReport>, StoreError> {
+        let inner = self.lock();
+        let Some(state) = inner.events.get(&event) else { return Ok(None) };
+        Ok(Some(crate::EventReport::tally(
+            &state.record,
+            state.blocked.len() as u64,
+            state.queue_joins,
+            inner.reservations.values().filter(|r| r.event == event),
+            inner.payments.values().filter(|p| p.event == event),
+        )))
+    }
+
+    async fn daily_report(
+        &self,
+        event: Option<EventId>,
+        days: crate::DayRange,
+    ) -> Result<Vec<crate::DayReport>, StoreError> {
+        let inner = self.lock();
+        let ours = |e: EventId| event.is_none_or(|wanted| wanted == e);
+        let reservations = inner.reservations.values().filter(|r| ours(r.event));
+        Ok(crate::DayReport::tally(days, reservations, inner.payments.values().filter(|p| ours(p.event))))
     }
 }

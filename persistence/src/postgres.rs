@@ -7,11 +7,12 @@
 //! reservation, `CHECK`s keep GA counters within capacity.
 
 mod append;
+mod reports;
 mod rows;
 
 use crate::records::{
     AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
-    RefreshTokenRecord, UserRecord,
+    RefreshTokenRecord, ReservationFilter, UserRecord,
 };
 use crate::store::{Store, StoreError};
 use async_trait::async_trait;
@@ -477,6 +478,34 @@ impl Store for PgStore {
         rows.iter().map(reservation_from_row).collect()
     }
 
+    async fn find_reservations(&self, filter: &ReservationFilter) -> Result<Page<Reservation>, StoreError> {
+        let client = self.client().await?;
+        let event = filter.event.map(|e| e.uuid());
+        let status = filter.status.map(|s| s.as_str());
+        let user = filter.user.map(|u| u.uuid());
+        let matching = "($1::uuid IS NULL OR r.event_id = $1) AND ($2::text IS NULL OR r.status = $2)
+            AND ($3::uuid IS NULL OR r.user_id = $3)";
+        let total: i64 = client
+            .query_one(&format!("SELECT count(*) FROM reservations r WHERE {matching}"), &[&event, &status, &user])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        let offset = i64::from(filter.page.max(1) - 1) * i64::from(filter.limit);
+        let rows = client
+            .query(
+                &format!(
+                    "{} WHERE {matching} GROUP BY r.id ORDER BY r.created_at DESC, r.serial DESC, r.id DESC
+                     LIMIT $4 OFFSET $5",
+                    rows::RESERVATION_SELECT
+                ),
+                &[&event, &status, &user, &i64::from(filter.limit), &offset],
+            )
+            .await
+            .map_err(db_err)?;
+        let items = rows.iter().map(reservation_from_row).collect::<Result<_, _>>()?;
+        Ok(Page { items, total: total as u64 })
+    }
+
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row = self
             .client()
@@ -520,5 +549,21 @@ impl Store for PgStore {
         let sql = format!("{} WHERE reservation_id = $1 ORDER BY at, id", rows::AUDIT_SELECT);
         let rows = self.client().await?.query(&sql, &[&reservation.uuid()]).await.map_err(db_err)?;
         rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn overview_report(&self, now: tiketi_engine::Timestamp) -> Result<crate::OverviewReport, StoreError> {
+        self.report_overview(now).await
+    }
+
+    async fn event_report(&self, event: EventId) -> Result<Option<crate::EventReport>, StoreError> {
+        self.report_event(event).await
+    }
+
+    async fn daily_report(
+        &self,
+        event: Option<EventId>,
+        days: crate::DayRange,
+    ) -> Result<Vec<crate::DayReport>, StoreError> {
+        self.report_daily(event, days).await
     }
 }

@@ -172,6 +172,21 @@ pub struct EventFilter {
     pub now: Timestamp,
 }
 
+/// What `GET /admin/reservations` filters on; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ReservationFilter {
+    /// Only this event's.
+    pub event: Option<EventId>,
+    /// Only in this status.
+    pub status: Option<ReservationStatus>,
+    /// Only this buyer's.
+    pub user: Option<UserId>,
+    /// 1-based page.
+    pub page: u32,
+    /// Page size.
+    pub limit: u32,
+}
+
 /// One page of results.
 #[derive(Debug, Clone)]
 pub struct Page<T> {

@@ -3,7 +3,7 @@
 
 use crate::records::{
     AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
-    RefreshTokenRecord, UserRecord,
+    RefreshTokenRecord, ReservationFilter, UserRecord,
 };
 use async_trait::async_trait;
 use tiketi_engine::{EventId, Payment, Reservation, ReservationId, UserId};
@@ -66,6 +66,8 @@ pub trait Store: Send + Sync + 'static {
     async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StoreError>;
     /// A user's reservations, newest first.
     async fn reservations_of(&self, user: UserId) -> Result<Vec<Reservation>, StoreError>;
+    /// Reservations matching a filter, newest first (the admin's list).
+    async fn find_reservations(&self, filter: &ReservationFilter) -> Result<Page<Reservation>, StoreError>;
     /// A stored idempotency record.
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
 
@@ -80,4 +82,17 @@ pub trait Store: Send + Sync + 'static {
     async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError>;
     /// The admin status changes of a reservation, oldest first.
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError>;
+
+    /// Sales across every event (the definitions are in `reports.rs`): event statuses as
+    /// of `now`, "today" the UTC day of `now`.
+    async fn overview_report(&self, now: tiketi_engine::Timestamp) -> Result<crate::OverviewReport, StoreError>;
+    /// One event's sales; `None` for an unknown event.
+    async fn event_report(&self, event: EventId) -> Result<Option<crate::EventReport>, StoreError>;
+    /// One entry per UTC day of `days`, oldest first, zeros included: one event's activity,
+    /// or every event's with `None`.
+    async fn daily_report(
+        &self,
+        event: Option<EventId>,
+        days: crate::DayRange,
+    ) -> Result<Vec<crate::DayReport>, StoreError>;
 }

@@ -356,6 +356,25 @@ async fn payments_and_audit_reload_with_their_reservations(store: Arc<dyn Store>
     assert!([&p1.order_id, &p1b.order_id, &p2.order_id, &p3.order_id].iter().all(|o| mine.contains(o)));
     assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![record.id]);
     assert_eq!(store.audit_of(r2).await.unwrap(), vec![audit]);
+
+    // The admin's list: filters, newest first (same instant: highest serial first), pages.
+    use tiketi_persistence::ReservationFilter;
+    let find = |filter: ReservationFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.find_reservations(&ReservationFilter { limit: 10, ..filter }).await.unwrap();
+            (page.total, page.items.iter().map(|r| r.id).collect::<Vec<_>>())
+        }
+    };
+    assert_eq!(find(ReservationFilter::default()).await, (3, vec![r3, r2, r1]));
+    let held = ReservationFilter { status: Some(ReservationStatus::Held), ..Default::default() };
+    assert_eq!(find(held).await, (1, vec![r1]));
+    let mine = ReservationFilter { user: Some(buyer), event: Some(record.id), ..Default::default() };
+    assert_eq!(find(mine).await, (3, vec![r3, r2, r1]));
+    let nobody = ReservationFilter { user: Some(admin), ..Default::default() };
+    assert_eq!(find(nobody).await, (0, vec![]));
+    let page2 = store.find_reservations(&ReservationFilter { page: 2, limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!((page2.total, page2.items.iter().map(|r| r.id).collect::<Vec<_>>()), (3, vec![r1]));
     assert_eq!(store.audit_of(r1).await.unwrap(), vec![]);
 
     // The engine rebuilt from the snapshot has the same payments, pinned as they were.
