@@ -51,6 +51,16 @@ async fn after_a_scripted_on_sale_the_metrics_have_exactly_the_expected_values()
         app.post(&format!("/admin/events/{id}/seats/block"), Some(&app.admin), &json!({ "seatIds": [free] })).await;
     assert_eq!(res.status(), StatusCode::OK);
 
+    // C pays (the built-in mock provider): prepared, in progress, done.
+    let held_c_id = held_c["id"].as_str().unwrap();
+    let order: Value =
+        app.post("/payments/prepare", Some(&c), &json!({ "reservationId": held_c_id })).await.json().await.unwrap();
+    let confirm = json!({ "orderId": order["orderId"], "paymentKey": "pk-metrics", "amount": order["amount"] });
+    let res = app.post("/payments/confirm", Some(&c), &confirm).await;
+    assert_eq!(res.status(), StatusCode::OK, "{}", res.text().await.unwrap());
+    let paid = order["amount"].as_f64().unwrap();
+    assert!(paid > 0.0);
+
     // B's hold lapses on the actor's timer; the journal then commits it.
     let outcome = |o: &str| vec![("outcome", o.to_owned())];
     let m = app
@@ -66,8 +76,15 @@ async fn after_a_scripted_on_sale_the_metrics_have_exactly_the_expected_values()
     assert_eq!(m.value("tiketi_journal_reservations_total", &outcome("created")), 3.0);
     assert_eq!(m.value("tiketi_journal_reservations_total", &outcome("cancelled")), 1.0);
     assert_eq!(m.value("tiketi_journal_reservations_total", &outcome("expired")), 1.0);
-    assert_eq!(m.value("tiketi_journal_reservations_total", &outcome("confirmed")), 0.0);
-    assert_eq!(m.value("tiketi_journal_seats_sold_total", &[]), 0.0);
+    assert_eq!(m.value("tiketi_journal_reservations_total", &outcome("confirmed")), 1.0);
+    assert_eq!(m.value("tiketi_journal_seats_sold_total", &[]), 2.0);
+    // Payments by status reached, and money, as committed.
+    let status = |s: &str| vec![("status", s.to_owned())];
+    for (s, n) in [("ready", 1.0), ("in_progress", 1.0), ("done", 1.0), ("failed", 0.0), ("cancelled", 0.0)] {
+        assert_eq!(m.value("tiketi_journal_payments_total", &status(s)), n, "payments {s}");
+    }
+    assert_eq!(m.value("tiketi_journal_revenue_total", &[]), paid);
+    assert_eq!(m.value("tiketi_journal_refunded_total", &[]), 0.0);
 
     // HTTP by route template and status; never a raw path.
     let req = |method: &str, route: &str, status: u16| {
@@ -91,12 +108,12 @@ async fn after_a_scripted_on_sale_the_metrics_have_exactly_the_expected_values()
     assert_eq!(m.value("tiketi_http_shed_total", &[("reason", "busy".to_owned())]), 0.0);
     assert_eq!(m.value("tiketi_http_shed_total", &[("reason", "overloaded".to_owned())]), 0.0);
 
-    // The live actor, read at scrape time: 10 seats, C holds 2, 1 blocked.
+    // The live actor, read at scrape time: 10 seats, C bought 2, 1 blocked.
     assert_eq!(m.value("tiketi_live_actors", &[]), 1.0);
     assert_eq!(m.value("tiketi_live_actors_skipped", &[]), 0.0);
     let seats =
         |status: &str| m.value("tiketi_event_seats", &[("event_id", id.clone()), ("status", status.to_owned())]);
-    assert_eq!((seats("available"), seats("held"), seats("sold"), seats("blocked")), (7.0, 2.0, 0.0, 1.0));
+    assert_eq!((seats("available"), seats("held"), seats("sold"), seats("blocked")), (7.0, 0.0, 2.0, 1.0));
     let this = vec![("event_id", id.clone())];
     assert_eq!(m.value("tiketi_event_queue_waiting", &this), 0.0);
     assert_eq!(m.value("tiketi_event_queue_active", &this), 0.0);

@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tiketi_engine::{Change, ReservationStatus, SeatStatus};
+use tiketi_engine::{Change, PaymentStatus, ReservationStatus, SeatStatus};
 
 /// What became of a reservation, as a label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +27,23 @@ pub struct OutcomeLabels {
 
 const OUTCOMES: [&str; 4] = ["created", "confirmed", "expired", "cancelled"];
 
+/// Where a payment attempt went, as a label: the statuses a committed change can record.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentLabels {
+    /// A [`PaymentStatus`] spelling: `ready`, `in_progress`, `done`, `failed`, ...
+    pub status: &'static str,
+}
+
+const PAYMENT_STATUSES: [PaymentStatus; 7] = [
+    PaymentStatus::Ready,
+    PaymentStatus::InProgress,
+    PaymentStatus::Done,
+    PaymentStatus::Failed,
+    PaymentStatus::Cancelling,
+    PaymentStatus::Cancelled,
+    PaymentStatus::Aborted,
+];
+
 /// The flusher's histograms and the committed-fact counters. Cloning shares the values.
 #[derive(Debug, Clone)]
 pub struct JournalMetrics {
@@ -35,6 +52,9 @@ pub struct JournalMetrics {
     lag_seconds: Histogram,
     reservations: Family<OutcomeLabels, Counter>,
     seats_sold: Counter,
+    payments: Family<PaymentLabels, Counter>,
+    revenue: Counter,
+    refunded: Counter,
     stats: Arc<JournalStats>,
 }
 
@@ -45,6 +65,10 @@ impl JournalMetrics {
         for outcome in OUTCOMES {
             let _ = reservations.get_or_create(&OutcomeLabels { outcome });
         }
+        let payments = Family::<PaymentLabels, Counter>::default();
+        for status in PAYMENT_STATUSES {
+            let _ = payments.get_or_create(&PaymentLabels { status: status.as_str() });
+        }
         Self {
             // 1 .. 4096 change sets (the default `max_batch`).
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
@@ -53,6 +77,9 @@ impl JournalMetrics {
             lag_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 15)),
             reservations,
             seats_sold: Counter::default(),
+            payments,
+            revenue: Counter::default(),
+            refunded: Counter::default(),
             stats,
         }
     }
@@ -109,6 +136,22 @@ impl JournalMetrics {
              general-admission tickets are not seats)",
             self.seats_sold.clone(),
         );
+        registry.register(
+            "payments",
+            "Payment attempts reaching each status, counted when durably committed (done: captured; \
+             failed: declined; cancelled: refunded; aborted: the hold ended unpaid)",
+            self.payments.clone(),
+        );
+        registry.register(
+            "revenue",
+            "Amount captured, in minor units, counted when the capture is durably committed",
+            self.revenue.clone(),
+        );
+        registry.register(
+            "refunded",
+            "Amount refunded, in minor units, counted when the refund is durably committed",
+            self.refunded.clone(),
+        );
     }
 
     /// Records one committed batch: its size, how long the commit took, and for every
@@ -136,6 +179,17 @@ impl JournalMetrics {
                 Change::ReservationStatus { status: ReservationStatus::Cancelled, .. } => "cancelled",
                 Change::Seat { status: SeatStatus::Sold, .. } => {
                     self.seats_sold.inc();
+                    continue;
+                }
+                Change::Payment(p) => {
+                    self.payments.get_or_create(&PaymentLabels { status: p.status.as_str() }).inc();
+                    let amount = u64::try_from(p.amount).unwrap_or(0);
+                    let total = match p.status {
+                        PaymentStatus::Done => &self.revenue,
+                        PaymentStatus::Cancelled => &self.refunded,
+                        _ => continue,
+                    };
+                    total.inc_by(amount);
                     continue;
                 }
                 _ => continue,
