@@ -124,8 +124,8 @@ impl Store for GatedStore {
     async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
         self.inner.payment(order_id).await
     }
-    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
-        self.inner.payment_by_key(payment_key).await
+    async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError> {
+        self.inner.payments_by_key(payment_key).await
     }
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {
         self.inner.payments_of(user).await

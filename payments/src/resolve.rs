@@ -24,18 +24,25 @@ pub async fn confirm_resolved(
     provider: &dyn PaymentProvider,
     req: &ConfirmRequest,
 ) -> Result<ProviderPayment, ProviderError> {
-    let cause = match provider.confirm(req).await {
+    // Whether the provider answered at all: "already processed" is an answer (the key was
+    // confirmed before), so an order it has no payment for was not captured with that key.
+    let (cause, answered) = match provider.confirm(req).await {
         Ok(payment) => return Ok(payment),
         Err(ProviderError::Declined { code, message }) if code == codes::ALREADY_PROCESSED_PAYMENT => {
-            format!("{code}: {message}")
+            (format!("{code}: {message}"), true)
         }
-        Err(ProviderError::Unknown(cause)) => cause,
+        Err(ProviderError::Unknown(cause)) => (cause, false),
         Err(declined) => return Err(declined),
     };
     let ours = |p: &ProviderPayment| p.payment_key == req.payment_key;
     let in_progress = |p: &ProviderPayment| ours(p) && p.status == ProviderStatus::InProgress;
-    // Settled once the provider shows a payment for the order that is not still running.
-    let found = match look_up(provider, &req.order_id, |found| found.is_some_and(|p| !in_progress(p))).await {
+    // Settled once the provider shows a payment for the order that is not still running
+    // (or, after an answer, none at all).
+    let settled = |found: Option<&ProviderPayment>| match found {
+        Some(p) => !in_progress(p),
+        None => answered,
+    };
+    let found = match look_up(provider, &req.order_id, settled).await {
         Ok(found) => found,
         Err(e) => {
             return Err(ProviderError::Unknown(format!(
@@ -55,20 +62,22 @@ pub async fn confirm_resolved(
         ))),
         // The request may still be on its way to, or queued at, the provider: "not yet" is
         // not "never". The caller keeps the payment in flight and asks again later.
-        None => Err(ProviderError::Unknown(format!(
+        None if !answered => Err(ProviderError::Unknown(format!(
             "confirm of order {}: {cause}; the provider has no payment for the order yet",
             req.order_id
         ))),
         found => {
             let seen = match found {
-                None => unreachable!("answered above"),
+                None => "no payment".to_owned(),
                 Some(p) if ours(&p) => format!("the payment in status {:?}", p.status),
                 Some(p) => format!("another payment in status {:?}", p.status),
             };
             tracing::info!(order_id = %req.order_id, %cause, %seen, "confirm outcome resolved by lookup: not captured");
             Err(ProviderError::declined(
                 codes::NOT_CAPTURED,
-                format!("confirm of order {} was not captured ({cause}); the provider has {seen}", req.order_id),
+                // The cause (which may name our provider's address) goes to the log, not
+                // to whoever reads this message.
+                format!("order {} was not captured: the provider has {seen}", req.order_id),
             ))
         }
     }

@@ -102,6 +102,10 @@ async fn an_unknown_confirm_whose_lookups_all_fail_stays_unknown() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_confirm_that_ended_without_a_capture_is_not_captured() {
+    // "Already processed" is an answer: no payment for this order means not with this key.
+    let provider = Scripted::new(vec![Err(declined(codes::ALREADY_PROCESSED_PAYMENT))], vec![], vec![Ok(None)]);
+    assert_eq!(code(confirm_resolved(&provider, &request()).await), codes::NOT_CAPTURED);
+
     let aborted = Some(payment("pk", ProviderStatus::Aborted));
     let provider = Scripted::new(vec![Err(declined(codes::ALREADY_PROCESSED_PAYMENT))], vec![], vec![Ok(aborted)]);
     assert_eq!(code(confirm_resolved(&provider, &request()).await), codes::NOT_CAPTURED);

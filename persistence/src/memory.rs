@@ -321,14 +321,12 @@ impl Store for MemoryStore {
         Ok(self.lock().payments.get(order_id).cloned())
     }
 
-    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
+    async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError> {
         let inner = self.lock();
-        let latest = inner
-            .payments
-            .values()
-            .filter(|p| p.payment_key.as_deref() == Some(payment_key))
-            .max_by_key(|p| (p.updated_at, p.attempt));
-        Ok(latest.cloned())
+        let mut found: Vec<Payment> =
+            inner.payments.values().filter(|p| p.payment_key.as_deref() == Some(payment_key)).cloned().collect();
+        found.sort_by_key(|p| std::cmp::Reverse((p.updated_at, p.attempt)));
+        Ok(found)
     }
 
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {

@@ -522,11 +522,10 @@ impl Store for PgStore {
         row.as_ref().map(payment_from_row).transpose()
     }
 
-    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError> {
-        let sql =
-            format!("{} WHERE payment_key = $1 ORDER BY updated_at DESC, attempt DESC LIMIT 1", rows::PAYMENT_SELECT);
-        let row = self.client().await?.query_opt(&sql, &[&payment_key]).await.map_err(db_err)?;
-        row.as_ref().map(payment_from_row).transpose()
+    async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError> {
+        let sql = format!("{} WHERE payment_key = $1 ORDER BY updated_at DESC, attempt DESC", rows::PAYMENT_SELECT);
+        let rows = self.client().await?.query(&sql, &[&payment_key]).await.map_err(db_err)?;
+        rows.iter().map(payment_from_row).collect()
     }
 
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {

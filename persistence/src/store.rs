@@ -73,8 +73,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// One payment attempt by its order id.
     async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError>;
-    /// The latest payment attempt made with a provider's payment key.
-    async fn payment_by_key(&self, payment_key: &str) -> Result<Option<Payment>, StoreError>;
+    /// The payment attempts made with a provider's payment key, latest first (a key should
+    /// be used once, but nothing stops a buyer from sending someone else's).
+    async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError>;
     /// A user's payment attempts, newest first.
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError>;
     /// Events with a payment whose capture or refund was in flight when last written: each

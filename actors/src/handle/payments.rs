@@ -115,11 +115,12 @@ impl EventHandle {
     /// Refunds a confirmed reservation's payment and cancels the reservation, once the
     /// provider has refunded; durable.
     pub async fn refund_payment(&self, cmd: RefundCmd) -> Result<Payment, ActorError> {
+        let reason = cmd.reason.clone();
         match self.call(|r| EventMsg::BeginRefund(cmd, r), self.config.durable_timeout).await?? {
             Begun::Settled(p) => settled(p),
             Begun::Started(p) => {
                 let handle = self.clone();
-                tokio::spawn(async move { handle.refund(p).await })
+                tokio::spawn(async move { handle.refund(p, &reason).await })
                     .await
                     .map_err(|e| ActorError::Unavailable(e.to_string()))?
             }
@@ -147,11 +148,10 @@ impl EventHandle {
         self.finish_confirm(payment.order_id, key, outcome).await
     }
 
-    /// Asks the provider to refund `payment`, then records the outcome.
-    async fn refund(&self, payment: Payment) -> Result<Payment, ActorError> {
+    /// Asks the provider to refund `payment` for `reason`, then records the outcome.
+    async fn refund(&self, payment: Payment, reason: &str) -> Result<Payment, ActorError> {
         let key = payment.payment_key.clone().expect("a refunded payment has its key");
         let provider = &*self.config.provider.0;
-        let reason = "cancelled by the buyer or an admin";
         let outcome =
             match tiketi_payments::cancel_resolved(provider, &key, &payment.order_id, reason, &refund_key(&payment))
                 .await
@@ -232,7 +232,9 @@ pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
                 }
             }
         }
-        PaymentStatus::Cancelling => handle.refund(payment.clone()).await,
+        // The first request's reason went to the provider with the first try (the same
+        // idempotency key makes this a repeat of it).
+        PaymentStatus::Cancelling => handle.refund(payment.clone(), "refund resumed after an interruption").await,
         _ => return,
     };
     match result {

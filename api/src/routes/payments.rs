@@ -6,13 +6,13 @@
 use crate::dto::{ReservationDto, iso};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, AuthUser, IdempotencyHeader};
-use crate::routes::reservations::{fingerprint, idempotency, stored_reservation};
+use crate::routes::reservations::{caught_up, fingerprint, idempotency, stored_reservation};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use tiketi_actors::{ConfirmCmd, EventHandle, PrepareCmd, RefundCmd};
-use tiketi_engine::{Payment, Reservation, ReservationId, order_reservation};
+use tiketi_engine::{EngineError, Payment, PaymentStatus, Reservation, ReservationId, order_reservation};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -179,7 +179,12 @@ async fn prepare(
     let idempotency = idempotency(&state, user.id, key, print).await?;
     let (r, handle) = reservation_of(&state, &user, ReservationId(req.reservation_id)).await?;
     let cmd = PrepareCmd { reservation: r.id, caller: user.caller(), idempotency };
-    let payment = handle.prepare_payment(cmd).await?;
+    let payment = match handle.prepare_payment(cmd).await {
+        Err(tiketi_actors::ActorError::Engine(EngineError::ReservationNotFound)) => {
+            return Err(ended(&state, r.id).await);
+        }
+        other => other?,
+    };
     Ok(Json(PaymentDto::new(&payment, None)))
 }
 
@@ -216,8 +221,27 @@ async fn confirm(
         caller: user.caller(),
         idempotency,
     };
-    let payment = handle.confirm_payment(cmd).await?;
+    let payment = match handle.confirm_payment(cmd).await {
+        Err(tiketi_actors::ActorError::Engine(EngineError::PaymentNotFound)) => {
+            return Err(ended(&state, reservation).await);
+        }
+        other => other?,
+    };
     Ok(Json(PaymentDto::with_reservation(&state, &payment).await?))
+}
+
+/// Why a reservation the actor no longer holds cannot be paid for: its hold expired, or it
+/// ended otherwise; or, if it is somehow still live, that there is no such order.
+async fn ended(state: &AppState, id: ReservationId) -> ApiError {
+    caught_up(state).await;
+    match state.store().reservation(id).await {
+        Ok(Some(r)) if r.status == tiketi_engine::ReservationStatus::Expired => EngineError::HoldExpired.into(),
+        Ok(Some(r)) if !r.status.is_live() => {
+            EngineError::InvalidTransition { from: r.status, to: tiketi_engine::ReservationStatus::Confirmed }.into()
+        }
+        Ok(_) => EngineError::PaymentNotFound.into(),
+        Err(e) => e.into(),
+    }
 }
 
 /// Refund a payment: the provider refunds it, the reservation becomes `cancelled` and its
@@ -244,12 +268,18 @@ async fn cancel(
     }
     let print = fingerprint("POST", &format!("/payments/{payment_key}/cancel"), &req);
     let idempotency = idempotency(&state, user.id, key, print).await?;
-    let paid = state
+    // The caller's own payment with this key (someone else may have sent the same key for
+    // an order of theirs): the one that was captured, else the latest.
+    let mine: Vec<Payment> = state
         .store()
-        .payment_by_key(&payment_key)
+        .payments_by_key(&payment_key)
         .await?
+        .into_iter()
         .filter(|p| user.is_admin() || p.user == user.id)
-        .ok_or(ApiError::NotFound { what: "payment" })?;
+        .collect();
+    let captured =
+        |p: &&Payment| matches!(p.status, PaymentStatus::Done | PaymentStatus::Cancelling | PaymentStatus::Cancelled);
+    let paid = mine.iter().find(captured).or(mine.first()).cloned().ok_or(ApiError::NotFound { what: "payment" })?;
     let handle = state.event(paid.event).await?;
     let cmd = RefundCmd { reservation: paid.reservation, caller: user.caller(), reason, idempotency, audit: None };
     let payment = handle.refund_payment(cmd).await.map_err(|e| match e {
@@ -261,10 +291,15 @@ async fn cancel(
     });
     let payment = match payment {
         Ok(p) => p,
-        Err(e) => match state.store().payment(&paid.order_id).await? {
-            Some(p) if p.status == tiketi_engine::PaymentStatus::Cancelled => p,
-            _ => return Err(e),
-        },
+        // Refunded already (by a twin that finished first): once the store has it, the
+        // same answer.
+        Err(e) => {
+            caught_up(&state).await;
+            match state.store().payment(&paid.order_id).await? {
+                Some(p) if p.status == PaymentStatus::Cancelled => p,
+                _ => return Err(e),
+            }
+        }
     };
     Ok(Json(PaymentDto::with_reservation(&state, &payment).await?))
 }

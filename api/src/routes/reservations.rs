@@ -152,9 +152,15 @@ pub(crate) async fn stored_reservation(
     if let Some(r) = state.store().reservation(id).await? {
         return Ok(Some(r));
     }
-    // Bounded: with the database down, answer "not found" rather than hang.
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), state.directory().journal().flushed()).await;
+    caught_up(state).await;
     Ok(state.store().reservation(id).await?)
+}
+
+/// Waits until the store has everything the actors decided so far (one group commit), so a
+/// read of it after an actor said "no longer live" sees how it ended. Bounded: with the
+/// database down, the read goes ahead with what the store has.
+pub(crate) async fn caught_up(state: &AppState) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), state.directory().journal().flushed()).await;
 }
 
 /// Hold seats: specific ones, a GA quantity, or the best available. All or nothing.
@@ -273,6 +279,7 @@ async fn cancel_reservation(
         // Not live any more: cancelling a cancelled reservation is a no-op; an expired one
         // is a conflict.
         Err(tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::ReservationNotFound)) => {
+            caught_up(&state).await;
             let latest = state.store().reservation(stored.id).await?.unwrap_or(stored);
             match latest.status {
                 ReservationStatus::Cancelled => Ok(Json(ReservationDto::build(&state, &latest).await?)),
