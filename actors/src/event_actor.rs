@@ -898,7 +898,13 @@ fn seats_of(
         return cached.clone();
     }
     let statuses = engine.seats().statuses().to_vec();
-    let snapshot = Arc::new(SeatsSnapshot { seq: engine.seq(), layout: layout.clone(), statuses });
+    let snapshot = Arc::new(SeatsSnapshot {
+        seq: engine.seq(),
+        layout: layout.clone(),
+        statuses,
+        body: Default::default(),
+        compact_body: Default::default(),
+    });
     *cache = Some(snapshot.clone());
     snapshot
 }

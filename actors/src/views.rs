@@ -1,6 +1,7 @@
 //! Read models the actor hands out: cheap to share, never borrowed from actor state.
 
-use std::sync::Arc;
+use bytes::Bytes;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tiketi_engine::{EventId, EventStatus, SeatCounts, SeatStatus, TicketTypeState, Timestamp};
 use tiketi_persistence::EventRecord;
@@ -45,6 +46,11 @@ pub struct SeatsSnapshot {
     pub layout: Arc<[SeatEntry]>,
     /// Every seat's status, in the same order.
     pub statuses: Vec<SeatStatus>,
+    /// A response body of this snapshot, rendered once by its first reader and shared by
+    /// every later one at the same seq (the reader decides the format).
+    pub body: OnceLock<Bytes>,
+    /// A second rendering (e.g. a compact one), likewise.
+    pub compact_body: OnceLock<Bytes>,
 }
 
 impl SeatsSnapshot {

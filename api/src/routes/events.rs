@@ -7,8 +7,12 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tiketi_engine::{EventId, EventStatus};
+use tiketi_actors::SeatsSnapshot;
+use tiketi_engine::{EventId, EventStatus, SeatStatus};
 use tiketi_persistence::{EventFilter, LayoutRecord};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -164,11 +168,63 @@ async fn get_event(
     Ok(Json(EventDetailDto::new(&view, state.now())))
 }
 
-/// The seat map with every seat's live status.
-#[utoipa::path(get, path = "/events/{eventId}/seats", tag = "events", params(("eventId" = Uuid, Path)),
-    responses((status = 200, body = SeatMapDto), (status = 404, description = "no such event")))]
-async fn get_seats(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) -> Result<Json<SeatMapDto>, ApiError> {
+/// `GET /events/{id}/seats` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsQuery {
+    /// `full` (default): every seat with its fixed part and status. `status`: the compact
+    /// form, `{"version", "statuses"}` with one letter per seat in the full form's order
+    /// (`a`vailable, `h`eld, `s`old, `b`locked), for clients that keep the layout.
+    pub view: Option<String>,
+}
+
+/// The compact seat map: the layout is fetched once (`view=full`), then only statuses.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SeatStatusesDto {
+    /// Sequence number of the last change folded in (the WebSocket `seq`).
+    pub version: u64,
+    /// One letter per seat, in the full map's order: `a`, `h`, `s` or `b`.
+    pub statuses: String,
+}
+
+/// The seat map with every seat's live status. The body is rendered once per version and
+/// shared by every reader of that version; `ETag` is the version, so a client that has it
+/// gets `304 Not Modified`.
+#[utoipa::path(get, path = "/events/{eventId}/seats", tag = "events", params(("eventId" = Uuid, Path), SeatsQuery),
+    responses((status = 200, body = SeatMapDto, description = "view=full; view=status answers SeatStatusesDto"),
+        (status = 304, description = "If-None-Match names the current version"),
+        (status = 404, description = "no such event")))]
+async fn get_seats(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+    ApiQuery(q): ApiQuery<SeatsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let compact = match q.view.as_deref() {
+        None | Some("full") => false,
+        Some("status") => true,
+        Some(_) => return Err(ApiError::invalid("view", "must be full or status")),
+    };
     let snapshot = state.event(EventId(id)).await?.seats().await?;
+    let etag = format!("\"{}{}\"", if compact { "s" } else { "f" }, snapshot.seq);
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag));
+    let etag = HeaderValue::from_str(&etag).expect("digits and quotes");
+    if fresh {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let body = if compact {
+        snapshot.compact_body.get_or_init(|| render_statuses(&snapshot))
+    } else {
+        snapshot.body.get_or_init(|| render_seats(&snapshot))
+    };
+    let headers = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json")), (header::ETAG, etag)];
+    Ok((headers, body.clone()).into_response())
+}
+
+fn render_seats(snapshot: &SeatsSnapshot) -> Bytes {
     let seats = snapshot
         .seats()
         .map(|(s, status)| SeatDto {
@@ -180,7 +236,22 @@ async fn get_seats(State(state): State<AppState>, ApiPath(id): ApiPath<Uuid>) ->
             status: status.as_str().into(),
         })
         .collect();
-    Ok(Json(SeatMapDto { version: snapshot.seq, seats }))
+    Bytes::from(serde_json::to_vec(&SeatMapDto { version: snapshot.seq, seats }).expect("plain data serialises"))
+}
+
+fn render_statuses(snapshot: &SeatsSnapshot) -> Bytes {
+    let statuses = snapshot
+        .statuses
+        .iter()
+        .map(|s| match s {
+            SeatStatus::Available => 'a',
+            SeatStatus::Held => 'h',
+            SeatStatus::Sold => 's',
+            SeatStatus::Blocked => 'b',
+        })
+        .collect();
+    let dto = SeatStatusesDto { version: snapshot.seq, statuses };
+    Bytes::from(serde_json::to_vec(&dto).expect("plain data serialises"))
 }
 
 /// Seat layout templates.

@@ -258,3 +258,56 @@ async fn an_unknown_event_is_not_found_everywhere() {
     expect_error(res, StatusCode::NOT_FOUND, "event_not_found").await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_seat_map_is_cached_per_version_with_an_etag_and_has_a_compact_form() {
+    let app = spawn_app().await;
+    let event = app.create_event(1, 2, 3, 0, json!({})).await["id"].as_str().unwrap().to_owned();
+    let buyer = app.register("etag@example.com").await;
+    let seats = format!("/events/{event}/seats");
+    let get = |path: String, etag: Option<String>| {
+        let app = &app;
+        async move {
+            let mut req = app.client.get(app.url(&path));
+            if let Some(tag) = etag {
+                req = req.header("If-None-Match", tag);
+            }
+            req.send().await.unwrap()
+        }
+    };
+
+    let first = get(seats.clone(), None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let tag = first.headers()["etag"].to_str().unwrap().to_owned();
+    let full: Value = first.json().await.unwrap();
+    assert_eq!(tag, format!("\"f{}\"", full["version"]));
+    // Unchanged: 304 with the same tag and no body.
+    let again = get(seats.clone(), Some(tag.clone())).await;
+    assert_eq!((again.status(), again.headers()["etag"].to_str().unwrap()), (StatusCode::NOT_MODIFIED, tag.as_str()));
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // The compact form: one letter per seat, in the full form's order.
+    app.hold_ok(&buyer, &event, &json!({ "seatIds": ["S1-A-2", "S1-B-3"] })).await;
+    let res = get(seats.clone(), Some(tag.clone())).await;
+    assert_eq!(res.status(), StatusCode::OK, "a new version is not 304");
+    let full: Value = res.json().await.unwrap();
+    let compact: Value = get(format!("{seats}?view=status"), None).await.json().await.unwrap();
+    assert_eq!(compact["version"], full["version"]);
+    let letters: String = full["seats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap().chars().next().unwrap())
+        .collect();
+    assert_eq!(compact["statuses"], json!(letters));
+    assert_eq!(letters, "ahaaah");
+    let ctag = format!("\"s{}\"", full["version"]);
+    assert_eq!(get(format!("{seats}?view=status"), Some(ctag)).await.status(), StatusCode::NOT_MODIFIED);
+
+    let res = get(format!("{seats}?view=tiny"), None).await;
+    assert_eq!(
+        expect_error(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await["details"]["field"],
+        "view"
+    );
+    app.stop().await;
+}
