@@ -10,7 +10,7 @@ use crate::handle::{
     SetStatusCmd,
 };
 use crate::stream::{LiveStream, Resume, Subscription};
-use crate::views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};
+use crate::views::{ActorInfo, EventView, SeatsSnapshot};
 use crate::{ActorConfig, ActorError, Clock};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, VecDeque};
@@ -204,7 +204,7 @@ pub(crate) struct EventState {
     timer_at: Option<Timestamp>,
     seats_cache: Option<Arc<SeatsSnapshot>>,
     /// The fixed part of every seat, shared by every snapshot.
-    layout: Arc<[SeatEntry]>,
+    layout: Arc<tiketi_engine::SeatMap>,
     stream: LiveStream,
     /// Whether a [`EventMsg::Flush`] is scheduled.
     flush_armed: bool,
@@ -891,7 +891,7 @@ impl EventState {
 /// beside the shared fixed part.
 fn seats_of(
     engine: &EventEngine,
-    layout: &Arc<[SeatEntry]>,
+    layout: &Arc<tiketi_engine::SeatMap>,
     cache: &mut Option<Arc<SeatsSnapshot>>,
 ) -> Arc<SeatsSnapshot> {
     if let Some(cached) = cache {
@@ -909,19 +909,10 @@ fn seats_of(
     snapshot
 }
 
-/// The fixed part of every seat, in seat index order.
-fn layout_of(map: &tiketi_engine::SeatMap) -> Arc<[SeatEntry]> {
-    let mut seats = Vec::with_capacity(map.len() as usize);
-    map.for_each(|index, info| {
-        seats.push(SeatEntry {
-            id: map.seat_id(index),
-            section: info.section.to_owned(),
-            row: info.row.to_owned(),
-            number: info.number,
-            price: info.price,
-        });
-    });
-    seats.into()
+/// The fixed part of every seat: a copy of the seat map (a status byte per seat and a record
+/// per row), whose statuses are never read.
+fn layout_of(map: &tiketi_engine::SeatMap) -> Arc<tiketi_engine::SeatMap> {
+    Arc::new(map.clone())
 }
 
 fn may_touch(caller: &Caller, owner: UserId) -> bool {

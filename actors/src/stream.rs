@@ -107,9 +107,9 @@ impl Snapshot {
                         .seats
                         .seats()
                         .map(|(s, status)| WireSeat {
-                            id: &s.id,
-                            section: &s.section,
-                            row: &s.row,
+                            id: s.id,
+                            section: s.section,
+                            row: s.row,
                             number: s.number,
                             price: s.price,
                             status: status.as_str(),
@@ -372,7 +372,7 @@ struct WireSnapshot<'a> {
 
 #[derive(Serialize)]
 struct WireSeat<'a> {
-    id: &'a str,
+    id: String,
     section: &'a str,
     row: &'a str,
     number: u32,

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tiketi_engine::{EventId, EventStatus, SeatCounts, SeatStatus, TicketTypeState, Timestamp};
+use tiketi_engine::{EventId, EventStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus, TicketTypeState, Timestamp};
 use tiketi_persistence::EventRecord;
 
 /// An event with its live state.
@@ -21,15 +21,16 @@ pub struct EventView {
     pub seq: u64,
 }
 
-/// What never changes about a seat (layouts are fixed once an event exists).
+/// What never changes about a seat (layouts are fixed once an event exists), read from the
+/// shared layout as a snapshot is rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeatEntry {
-    /// Seat id, e.g. `VIP-A-12`.
+pub struct SeatEntry<'a> {
+    /// Seat id, e.g. `VIP-A-12` (never stored: built from its row as it is read).
     pub id: String,
     /// Section name.
-    pub section: String,
+    pub section: &'a str,
     /// Row label.
-    pub row: String,
+    pub row: &'a str,
     /// Number in the row.
     pub number: u32,
     /// Price.
@@ -37,13 +38,16 @@ pub struct SeatEntry {
 }
 
 /// The whole seat map at one sequence number. The actor only copies one status byte per
-/// seat into it; the fixed part of each seat is built once per actor and shared.
+/// seat into it; the fixed part (sections, rows, prices: a few bytes per row, not per
+/// seat) is a copy of the event's seat map taken once per actor and shared.
 #[derive(Debug, Clone)]
 pub struct SeatsSnapshot {
     /// The seq of the last change folded in.
     pub seq: u64,
-    /// Every seat's fixed part, in layout (seat index) order.
-    pub layout: Arc<[SeatEntry]>,
+    /// The event's seat map as it was when the actor started: only its fixed part (ids,
+    /// sections, rows, prices) is read; its statuses are stale, the current ones are
+    /// [`SeatsSnapshot::statuses`].
+    pub layout: Arc<SeatMap>,
     /// Every seat's status, in the same order.
     pub statuses: Vec<SeatStatus>,
     /// A response body of this snapshot, rendered once by its first reader and shared by
@@ -54,9 +58,20 @@ pub struct SeatsSnapshot {
 }
 
 impl SeatsSnapshot {
-    /// Each seat with its status, in layout order.
-    pub fn seats(&self) -> impl Iterator<Item = (&SeatEntry, SeatStatus)> {
-        self.layout.iter().zip(self.statuses.iter().copied())
+    /// Each seat with its status, in layout (seat index) order.
+    pub fn seats(&self) -> impl Iterator<Item = (SeatEntry<'_>, SeatStatus)> {
+        self.statuses.iter().enumerate().map(|(i, &status)| {
+            let seat = SeatIndex(i as u32);
+            let info = self.layout.info(seat);
+            let entry = SeatEntry {
+                id: self.layout.seat_id(seat),
+                section: info.section,
+                row: info.row,
+                number: info.number,
+                price: info.price,
+            };
+            (entry, status)
+        })
     }
 }
 

@@ -228,9 +228,9 @@ fn render_seats(snapshot: &SeatsSnapshot) -> Bytes {
     let seats = snapshot
         .seats()
         .map(|(s, status)| SeatDto {
-            id: s.id.clone(),
-            section: s.section.clone(),
-            row: s.row.clone(),
+            id: s.id,
+            section: s.section.into(),
+            row: s.row.into(),
             number: s.number,
             price: s.price,
             status: status.as_str().into(),
