@@ -1,15 +1,21 @@
-//! Tiketi's benchmarks. The code lives in `benches/` (run with `cargo bench -p
-//! tiketi-benches`); this library only holds what the end-to-end benchmarks share: a
-//! description of the machine and the markdown table of results.
+//! Tiketi's benchmarks and the tools that measure it from outside.
 //!
-//! `benches/engine.rs` measures the pure engine with criterion (its only dependencies are
-//! `tiketi-engine` and `uuid`). `benches/persistence.rs` is end to end instead: the
-//! write-behind journal into a real PostgreSQL, actor activation, and holds through the
-//! HTTP API with PostgreSQL against the embedded store. `benches/fanout.rs` runs the release
-//! `tiketi` binary as a child process and measures the live seat stream with 10,000
-//! WebSocket subscribers. Their dependencies are dev-dependencies, so the library stays
-//! engine-only and uses nothing beyond `std`.
+//! Criterion micro-benchmarks live in `benches/` (run with `cargo bench -p tiketi-benches`):
+//! `engine.rs` (hold decisions, the expiry sweep, seat-id resolution, the admission queue),
+//! `actors.rs` (a round trip through `EventHandle` with 1 and 64 callers; snapshot, delta and
+//! seat-map rendering for a 50,000-seat event). The end-to-end ones print tables instead:
+//! `persistence.rs` (the write-behind journal into a real PostgreSQL, actor activation, holds
+//! through the HTTP API with PostgreSQL against the embedded store), `fanout.rs` (10,000
+//! WebSocket subscribers on the release binary) and `memory.rs` (resident bytes per seat).
+//!
+//! The library holds what they share ([`machine`], [`report`]) and two tools with their own
+//! binaries: [`loadgen`], the on-sale load generator (`--bin loadgen`), and [`baseline`],
+//! the row-lock design the seed systems use, written well with the same stack, to be
+//! measured against (`--bin rowlock`). `--bin hello` is the ceiling: an axum server that
+//! does nothing.
 #![forbid(unsafe_code)]
 
+pub mod baseline;
+pub mod loadgen;
 pub mod machine;
 pub mod report;

@@ -196,7 +196,9 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
         .hold(tiketi_actors::HoldCmd {
             id: next,
             user: users[0],
-            selection: tiketi_actors::SelectionInput::Seats(vec![snapshot.layout.seat_id(tiketi_engine::SeatIndex(free as u32))]),
+            selection: tiketi_actors::SelectionInput::Seats(vec![
+                snapshot.layout.seat_id(tiketi_engine::SeatIndex(free as u32)),
+            ]),
             idempotency: None,
             admitted: false,
         })
