@@ -88,7 +88,11 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(ApiError::Unauthorized("Authorization must be 'Bearer <token>'"))?;
-        state.auth().verify_access(token.trim())
+        let user = state.auth().verify_access(token.trim())?;
+        if !state.user_known(user.id).await {
+            return Err(ApiError::Unauthorized("the token names a user that does not exist"));
+        }
+        Ok(user)
     }
 }
 

@@ -25,9 +25,34 @@ struct Inner {
     labels: Mutex<HashMap<EventId, Arc<SeatMap>>>,
     metrics: Metrics,
     ws_slots: Arc<Semaphore>,
+    /// Users known to exist in the store (users are never deleted), so a valid token for a
+    /// user the store does not have is refused without a store lookup per request.
+    known_users: std::sync::RwLock<std::collections::HashSet<tiketi_engine::UserId>>,
 }
 
 impl AppState {
+    /// Whether the store has this user: a correctly signed token can still name a user the
+    /// store does not have (a store reset under the same signing secret), whose every write
+    /// the store would refuse after the actor had acknowledged it. Checked once per user
+    /// and process; if the store cannot answer, the token is trusted (holds go on while the
+    /// database is down).
+    pub async fn user_known(&self, id: tiketi_engine::UserId) -> bool {
+        if self.inner.known_users.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+            return true;
+        }
+        match self.store().user(id).await {
+            Ok(Some(_)) => {
+                self.inner.known_users.write().unwrap_or_else(|e| e.into_inner()).insert(id);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(user_id = %id, error = %e, "cannot check the user exists; trusting the token");
+                true
+            }
+        }
+    }
+
     /// Assembles the state.
     pub fn new(directory: Directory, auth: AuthKeys, settings: Settings) -> Self {
         Self {
@@ -39,6 +64,7 @@ impl AppState {
                 settings,
                 draining: watch::Sender::new(false),
                 labels: Mutex::default(),
+                known_users: Default::default(),
             }),
         }
     }

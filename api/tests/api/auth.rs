@@ -1,6 +1,6 @@
 //! Registration, login, refresh and the current user.
 
-use crate::support::{error_code, spawn_app};
+use crate::support::{error_code, expect_error, spawn_app};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -55,5 +55,24 @@ async fn a_forged_or_missing_token_is_unauthorized() {
     assert_eq!(app.get("/auth/me", None).await.status(), StatusCode::UNAUTHORIZED);
     let forged = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
     assert_eq!(app.get("/auth/me", Some(forged)).await.status(), StatusCode::UNAUTHORIZED);
+    app.stop().await;
+}
+
+/// A correctly signed token for a user this store does not have (the store was reset, or
+/// another deployment shares the secret) is refused: the hold it asks for would be
+/// acknowledged by the actor and then refused by the store.
+#[tokio::test]
+async fn a_signed_token_for_a_user_the_store_does_not_have_is_refused() {
+    let elsewhere = spawn_app().await;
+    let stranger = elsewhere.register("stranger@example.com").await;
+    elsewhere.stop().await;
+    let app = spawn_app().await;
+    let event = app.create_event(1, 1, 4, 0, json!({})).await["id"].as_str().unwrap().to_owned();
+    let res = app.hold(&stranger, &event, &json!({ "seatIds": ["S1-A-1"] })).await;
+    expect_error(res, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    assert_eq!(app.seat_statuses(&event).await["S1-A-1"], "available");
+    // A user of this store is served as before.
+    let buyer = app.register("buyer@example.com").await;
+    app.hold_ok(&buyer, &event, &json!({ "seatIds": ["S1-A-1"] })).await;
     app.stop().await;
 }

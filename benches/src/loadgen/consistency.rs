@@ -178,21 +178,23 @@ pub fn check(
 }
 
 /// Reads the map and every buyer's reservations through the API and checks them. The lists
-/// may trail the holds briefly (Tiketi's store trails its actors by one group commit), so
-/// a granted hold missing from a list is looked for again for up to two seconds.
+/// may trail the holds (Tiketi's store trails its actors by one group commit, and after a
+/// burst against PostgreSQL by the write-behind backlog), so a granted hold missing from a
+/// list is looked for again for up to a minute.
 pub async fn verify(run: &Arc<Run>, expected_seats: Option<u64>) -> Result<Consistency, LoadgenError> {
     let map = seat_map(&run.api, &run.event).await?;
     let mut lists: Vec<Vec<Listed>> = vec![Vec::new(); run.buyers.len()];
     let mut todo: Vec<usize> = (0..run.buyers.len()).collect();
-    for attempt in 0..10 {
+    const ATTEMPTS: u32 = 120;
+    for attempt in 0..ATTEMPTS {
         for (buyer, list) in fetch(run, &todo).await? {
             lists[buyer] = list;
         }
         todo = unlisted(run, &lists);
-        if todo.is_empty() || attempt == 9 {
+        if todo.is_empty() || attempt == ATTEMPTS - 1 {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let listed: Vec<Listed> = lists.into_iter().flatten().collect();
     let ledger = run.ledger.lock().unwrap_or_else(|e| e.into_inner());
