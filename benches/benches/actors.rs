@@ -34,10 +34,9 @@
 //!   `GET /events/{id}/seats` and of its compact form (`?view=status`), rendered from the
 //!   actor's `SeatsSnapshot`. The handler renders a body once per seat-map version and
 //!   answers later readers of that version from `SeatsSnapshot::body`, so this is what each
-//!   new version costs. Its renderers are private; the timed code is a copy of each (the
-//!   public `SeatMapDto` or `SeatStatusesDto`, `serde_json::to_vec`; only the final
-//!   `Bytes::from` is left out), checked first to be byte for byte what the running
-//!   application answers. Fetching the snapshot from the actor is not timed.
+//!   new version costs: the handler's own renderers (`render_seats`, `render_statuses`),
+//!   checked first to be byte for byte what the running application answers. Fetching the
+//!   snapshot from the actor is not timed.
 //!
 //! Run with `cargo bench -p tiketi-benches --bench actors`.
 
@@ -50,7 +49,7 @@ use tiketi_actors::{
     ActorConfig, ActorError, Clock, EventHandle, HoldCmd, Runtime, SeatsSnapshot, SelectionInput, Snapshot, Start,
 };
 use tiketi_api::Application;
-use tiketi_api::routes::events::{SeatDto, SeatMapDto, SeatStatusesDto};
+use tiketi_api::routes::events::{render_seats, render_statuses};
 use tiketi_engine::{
     EventId, EventStatus, LayoutSpec, QueueSettings, Reservation, ReservationId, SeatCounts, SeatIndex, SeatMap,
     SeatStatus, TicketTypeId, TicketTypeSpec, Timestamp, UserId,
@@ -331,39 +330,8 @@ fn seats_message(map: &SeatMap, pending: &[(SeatIndex, SeatStatus)], seq: u64, a
     serde_json::to_vec(&message).expect("wire messages always serialise")
 }
 
-/// Renders a seat map response body.
-type Render = fn(&SeatsSnapshot) -> Vec<u8>;
-
-/// The body of `GET /events/{id}/seats`, built as its handler renders it.
-fn seat_map_body(snapshot: &SeatsSnapshot) -> Vec<u8> {
-    let seats = snapshot
-        .seats()
-        .map(|(s, status)| SeatDto {
-            id: s.id,
-            section: s.section.into(),
-            row: s.row.into(),
-            number: s.number,
-            price: s.price,
-            status: status.as_str().into(),
-        })
-        .collect();
-    serde_json::to_vec(&SeatMapDto { version: snapshot.seq, seats }).expect("the seat map serialises")
-}
-
-/// The body of `GET /events/{id}/seats?view=status`, built as its handler renders it.
-fn seat_statuses_body(snapshot: &SeatsSnapshot) -> Vec<u8> {
-    let statuses = snapshot
-        .statuses
-        .iter()
-        .map(|s| match s {
-            SeatStatus::Available => 'a',
-            SeatStatus::Held => 'h',
-            SeatStatus::Sold => 's',
-            SeatStatus::Blocked => 'b',
-        })
-        .collect();
-    serde_json::to_vec(&SeatStatusesDto { version: snapshot.seq, statuses }).expect("the statuses serialise")
-}
+/// Renders a seat map response body: the handler's own renderers.
+type Render = fn(&SeatsSnapshot) -> bytes::Bytes;
 
 /// What one `seats` frame carried, enough to build it again.
 struct Delta {
@@ -481,13 +449,13 @@ impl MapApp {
     async fn seats_checked(&self) -> Arc<SeatsSnapshot> {
         let snapshot = self.handle.seats().await.expect("the seat map");
         let client = reqwest::Client::new();
-        let forms: [(&str, Render); 2] = [("full", seat_map_body), ("status", seat_statuses_body)];
+        let forms: [(&str, Render); 2] = [("full", render_seats), ("status", render_statuses)];
         for (view, render) in forms {
             let url = format!("{}/events/{}/seats?view={view}", self.base, MAP_EVENT);
             let response = client.get(url).send().await.expect("GET seats");
             assert!(response.status().is_success(), "GET seats?view={view} answers {}", response.status());
             let body = response.bytes().await.expect("the body");
-            assert_eq!(render(&snapshot).as_slice(), &body[..], "the copied {view} body is what the handler sends");
+            assert_eq!(render(&snapshot), body, "the rendered {view} body is what the handler sends");
         }
         snapshot
     }
@@ -544,10 +512,10 @@ fn stream_and_rest(c: &mut Criterion) {
     group.throughput(Throughput::Elements(seats as u64));
     let snapshot = tokio.block_on(app.seats_checked());
     group.bench_function(BenchmarkId::new("seat_map_json", "50k_seats"), |b| {
-        b.iter_with_large_drop(|| seat_map_body(&snapshot))
+        b.iter_with_large_drop(|| render_seats(&snapshot))
     });
     group.bench_function(BenchmarkId::new("seat_statuses_json", "50k_seats"), |b| {
-        b.iter_with_large_drop(|| seat_statuses_body(&snapshot))
+        b.iter_with_large_drop(|| render_statuses(&snapshot))
     });
     group.finish();
     tokio.block_on(app.stop());

@@ -224,7 +224,8 @@ async fn get_seats(
     Ok((headers, body.clone()).into_response())
 }
 
-fn render_seats(snapshot: &SeatsSnapshot) -> Bytes {
+/// The body of `GET /events/{id}/seats` for `snapshot` (public for the benchmarks).
+pub fn render_seats(snapshot: &SeatsSnapshot) -> Bytes {
     let seats = snapshot
         .seats()
         .map(|(s, status)| SeatDto {
@@ -239,7 +240,9 @@ fn render_seats(snapshot: &SeatsSnapshot) -> Bytes {
     Bytes::from(serde_json::to_vec(&SeatMapDto { version: snapshot.seq, seats }).expect("plain data serialises"))
 }
 
-fn render_statuses(snapshot: &SeatsSnapshot) -> Bytes {
+/// The body of `GET /events/{id}/seats?view=status` for `snapshot` (public for the
+/// benchmarks).
+pub fn render_statuses(snapshot: &SeatsSnapshot) -> Bytes {
     let statuses = snapshot
         .statuses
         .iter()
