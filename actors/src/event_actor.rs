@@ -215,6 +215,8 @@ pub(crate) struct EventState {
     refund_waiters: HashMap<ReservationId, Vec<Reply<Begun>>>,
     /// Idempotency keys whose payment request is still in flight.
     pending_keys: HashMap<(UserId, String), payments::PendingKey>,
+    /// When each payment in flight was last looked up at the provider.
+    reconciled: HashMap<ReservationId, Instant>,
 }
 
 /// What the actor counts about itself for operators.
@@ -226,10 +228,6 @@ struct Stats {
     uncommitted_since: Option<Instant>,
     recent_errors: VecDeque<(Timestamp, String)>,
 }
-
-/// What pins an actor even against an operator's passivation: stopping it would stop a
-/// sale in progress, or drop durable replies and changes still in flight.
-const FORCE_REFUSED: [&str; 3] = ["on_sale", "unflushed", "payments"];
 
 /// Errors kept for inspection.
 const RECENT_ERRORS: usize = 16;
@@ -297,6 +295,7 @@ impl Actor for EventActor {
             confirm_waiters: HashMap::new(),
             refund_waiters: HashMap::new(),
             pending_keys: HashMap::new(),
+            reconciled: HashMap::new(),
         };
         if let Some(changes) = lapsed {
             state.push(state.entry(changes));
@@ -377,16 +376,18 @@ impl Actor for EventActor {
             EventMsg::Inspect(reply) => {
                 let _ = reply.send(state.info());
             }
-            EventMsg::Passivate(force, reply) => match state.pinned().filter(|r| !force || FORCE_REFUSED.contains(r)) {
-                Some(reason) => {
-                    let _ = reply.send(Err(reason));
+            EventMsg::Passivate(force, reply) => {
+                match if force { state.pinned_even_if_forced() } else { state.pinned() } {
+                    Some(reason) => {
+                        let _ = reply.send(Err(reason));
+                    }
+                    None => {
+                        let _ = reply.send(Ok(()));
+                        tracing::info!("event actor passivated");
+                        myself.stop(Some("passivated".into()));
+                    }
                 }
-                None => {
-                    let _ = reply.send(Ok(()));
-                    tracing::info!("event actor passivated");
-                    myself.stop(Some("passivated".into()));
-                }
-            },
+            }
             EventMsg::Persist(reply) => {
                 // As it will be when the answer goes out: committed through `seq`.
                 let seq = state.engine.seq();
@@ -404,7 +405,7 @@ impl Actor for EventActor {
             EventMsg::FinishConfirm { order_id, payment_key, outcome, reply } => {
                 state.finish_confirm(&myself, order_id, payment_key, outcome, reply)
             }
-            EventMsg::BeginRefund(cmd, reply) => state.begin_refund(cmd, reply),
+            EventMsg::BeginRefund(cmd, reply) => state.begin_refund(&myself, cmd, reply),
             EventMsg::FinishRefund { reservation, outcome, reply } => state.finish_refund(reservation, outcome, reply),
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
             EventMsg::SetStatus(cmd, reply) => state.set_status(cmd, reply),
@@ -480,6 +481,22 @@ impl EventState {
             Some("queue")
         } else if self.stream.subscribers() > 0 {
             Some("subscribers")
+        } else if !self.overflow.is_empty() || !self.parked.is_empty() {
+            Some("unflushed")
+        } else if self.engine.unsettled_payments().next().is_some() {
+            Some("payments")
+        } else {
+            None
+        }
+    }
+
+    /// What pins the actor even against an operator's passivation: stopping it would stop a
+    /// sale in progress, drop durable replies and changes in flight, or leave a capture or
+    /// refund unrecorded until something reactivates the event. Checked on its own, not as
+    /// the first of [`EventState::pinned`]'s reasons, which may be a lesser one.
+    fn pinned_even_if_forced(&self) -> Option<&'static str> {
+        if matches!(self.engine.status(), EventStatus::OnSale | EventStatus::SoldOut) {
+            Some("on_sale")
         } else if !self.overflow.is_empty() || !self.parked.is_empty() {
             Some("unflushed")
         } else if self.engine.unsettled_payments().next().is_some() {

@@ -3,7 +3,7 @@
 
 mod payments;
 
-pub(crate) use payments::{Begun, reconcile, refund_orphan, settled};
+pub(crate) use payments::{Begun, RECONCILE_RETRY, reconcile, refund_orphan, settled};
 pub use payments::{ConfirmCmd, PrepareCmd, Provider, RefundCmd};
 
 use crate::event_actor::{Envelope, EventMsg};
@@ -326,6 +326,17 @@ impl EventHandle {
         timeout: Duration,
     ) -> Result<T, ActorError> {
         let _slot = self.acquire()?;
+        self.call_unbounded(build, timeout).await
+    }
+
+    /// [`EventHandle::call`] without taking an in-flight slot: for reporting what already
+    /// happened outside the actor (a capture, a refund), which must never be refused as
+    /// busy.
+    async fn call_unbounded<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+        timeout: Duration,
+    ) -> Result<T, ActorError> {
         let span = tracing::Span::current();
         match self.actor.call(|reply| Envelope { msg: build(reply), span: Some(span) }, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),

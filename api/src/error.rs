@@ -196,6 +196,7 @@ impl From<EngineError> for ApiError {
             EngineError::AlreadyPaid => Self::Conflict { code: "already_paid", message, details: json!({}) },
             EngineError::NotPaid => Self::Conflict { code: "not_paid", message, details: json!({}) },
             EngineError::RefundRequired => Self::Conflict { code: "refund_required", message, details: json!({}) },
+            EngineError::OrderDeclined => Self::Conflict { code: "order_declined", message, details: json!({}) },
             EngineError::AdmissionRequired => Self::AdmissionRequired(
                 "this event's queue gates reservations: join it and reserve with the admission token while admitted",
             ),

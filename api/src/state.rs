@@ -34,13 +34,14 @@ impl AppState {
     /// Whether the store has this user: a correctly signed token can still name a user the
     /// store does not have (a store reset under the same signing secret), whose every write
     /// the store would refuse after the actor had acknowledged it. Checked once per user
-    /// and process; if the store cannot answer, the token is trusted (holds go on while the
-    /// database is down).
+    /// and process; if the store cannot answer within 250 ms, the token is trusted (holds go
+    /// on while the database is down or slow).
     pub async fn user_known(&self, id: tiketi_engine::UserId) -> bool {
         if self.inner.known_users.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
             return true;
         }
-        match self.store().user(id).await {
+        let lookup = tokio::time::timeout(std::time::Duration::from_millis(250), self.store().user(id)).await;
+        match lookup.unwrap_or_else(|_| Err(tiketi_persistence::StoreError::Unavailable("timed out".into()))) {
             Ok(Some(_)) => {
                 self.inner.known_users.write().unwrap_or_else(|e| e.into_inner()).insert(id);
                 true

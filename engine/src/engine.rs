@@ -205,8 +205,11 @@ impl EventEngine {
             engine.serial = engine.serial.max(r.number.serial);
             engine.reservations.insert(r.id, r);
         }
+        // An attempt that ended (aborted by an offline confirmation, or refunded) is history,
+        // as it would be had the engine never stopped.
         for p in persisted.payments {
-            if engine.reservations.contains_key(&p.reservation) {
+            let ended = matches!(p.status, PaymentStatus::Aborted | PaymentStatus::Cancelled);
+            if !ended && engine.reservations.contains_key(&p.reservation) {
                 engine.payments.insert(p.reservation, p);
             }
         }

@@ -90,6 +90,10 @@ pub enum EngineError {
     /// There is no captured payment to refund.
     #[error("this reservation has no captured payment")]
     NotPaid,
+    /// The provider declined this order; paying again takes a new one (prepare again), so
+    /// each order id carries exactly one payment key.
+    #[error("this order was declined: prepare a new payment to try again")]
+    OrderDeclined,
     /// A paid reservation is cancelled only by refunding its payment.
     #[error("this reservation is paid: cancel it by refunding the payment")]
     RefundRequired,

@@ -443,23 +443,23 @@ fn a_decline_fails_the_payment_keeps_the_hold_and_a_new_attempt_gets_a_new_order
 }
 
 #[test]
-fn a_declined_order_may_be_confirmed_again_with_a_new_key_until_another_attempt_is_prepared() {
+fn a_declined_order_is_not_confirmed_again_with_another_key_a_new_attempt_is_prepared() {
     let mut e = event();
     hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
     let p = prepare(&mut e, 1, at(1));
     begin(&mut e, &p, "key-1", at(2));
     let (failed, _) = e.finish_confirm(&p.order_id, "key-1", declined(), at(3));
     let failed = failed.unwrap();
+    let seq = e.seq();
 
-    let (retry, cs) = begin(&mut e, &p, "key-2", at(4));
-
-    let expected = Payment {
-        payment_key: Some("key-2".into()),
-        failure: None,
-        ..moved(&failed, PaymentStatus::InProgress, at(4))
-    };
-    assert_eq!(retry, expected);
-    assert_eq!((retry.attempt, cs), (1, ChangeSet { seq: 5, at: at(4), changes: vec![rec(&expected)] }));
+    // One key per order: the declined order is closed, and nothing changes.
+    assert_eq!(e.begin_confirm(&p.order_id, "key-2", p.amount, at(4)), Err(EngineError::OrderDeclined));
+    assert_eq!((e.payment(rid(1)), e.seq()), (Some(&failed), seq));
+    // A new attempt takes the new key.
+    let (second, _) = e.prepare(rid(1), at(4)).unwrap();
+    assert_eq!((second.attempt, second.status), (2, PaymentStatus::Ready));
+    let (retry, _) = begin(&mut e, &second, "key-2", at(5));
+    assert_eq!((retry.payment_key.as_deref(), retry.status), (Some("key-2"), PaymentStatus::InProgress));
 }
 
 // 5. the pin
@@ -810,22 +810,21 @@ fn a_capture_reported_for_a_declined_or_superseded_order_is_orphaned_and_changes
     assert_eq!(e.payment(rid(1)), Some(&failed));
     assert_eq!((reservation_status(&e, 1), status_of(&e, "S1-A-1")), (Some(ReservationStatus::Held), SeatStatus::Held));
 
-    // The order is retried with another key; a capture under the first key is still orphaned
-    // and leaves the retry in flight.
-    let (retry, _) = begin(&mut e, &p, "key-2", at(5));
-    assert_eq!(
-        e.finish_confirm(&p.order_id, "key-1", captured(at(6)), at(6)),
-        (Some(retry.clone()), ConfirmFinish::Orphaned)
-    );
-    assert_eq!((e.payment(rid(1)), e.seq()), (Some(&retry), seq + 1));
+    // A new attempt is prepared and in flight; a capture under the first order is still
+    // orphaned and leaves the new attempt as it is.
+    let (second, _) = e.prepare(rid(1), at(5)).unwrap();
+    let (retry, _) = begin(&mut e, &second, "key-2", at(5));
+    assert_eq!(e.finish_confirm(&p.order_id, "key-1", captured(at(6)), at(6)), (None, ConfirmFinish::Orphaned));
+    assert_eq!((e.payment(rid(1)), e.seq()), (Some(&retry), seq + 2));
 
-    // A capture for an order id that is not ours, or for an attempt that is not current.
+    // A capture for an order id that is not ours, or under another key than the current
+    // attempt's.
     assert_eq!(e.finish_confirm("nonsense", "key-1", captured(at(6)), at(6)), (None, ConfirmFinish::Orphaned));
     assert_eq!(
-        e.finish_confirm(&order_id(rid(1), 2), "key-1", captured(at(6)), at(6)),
-        (None, ConfirmFinish::Orphaned)
+        e.finish_confirm(&second.order_id, "key-1", captured(at(6)), at(6)),
+        (Some(retry.clone()), ConfirmFinish::Orphaned)
     );
-    assert_eq!(e.seq(), seq + 1);
+    assert_eq!(e.seq(), seq + 2);
 }
 
 #[test]

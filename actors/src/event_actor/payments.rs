@@ -3,7 +3,9 @@
 //! The provider is never awaited here (see [`crate::handle`]'s payments module).
 
 use super::{Envelope, EventMsg, EventState, Reply, may_touch};
-use crate::handle::{Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RefundCmd, reconcile, refund_orphan, settled};
+use crate::handle::{
+    Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RECONCILE_RETRY, RefundCmd, reconcile, refund_orphan, settled,
+};
 use crate::{ActorError, EventHandle};
 use ractor::ActorRef;
 use tiketi_engine::{
@@ -28,7 +30,7 @@ impl EventState {
 
     /// Answers a repeated idempotent payment request, or refuses a key still in flight;
     /// `None` if the request is new. `Some` means the reply was sent.
-    fn replay_payment<T>(
+    fn replay_payment<T: Send + 'static>(
         &mut self,
         user: UserId,
         key: &Option<IdempotencyKey>,
@@ -45,12 +47,14 @@ impl EventState {
         match self.replay(user, key) {
             None => Some(reply),
             Some(seen) => {
+                // The first answer went out only once durable; so does this one.
+                let seq = seen.as_ref().map_or(0, |r| r.seq);
                 let result = seen.and_then(|r| match &r.outcome {
                     StoredOutcome::Payment(p) => Ok(answer((**p).clone())),
                     StoredOutcome::Refused(e) => Err(e.clone().into()),
                     StoredOutcome::Reservation(_) => Err(ActorError::IdempotencyMismatch),
                 });
-                let _ = reply.send(result);
+                self.answer_when_durable(seq, reply, result);
                 None
             }
         }
@@ -138,6 +142,9 @@ impl EventState {
         reply: Reply<Payment>,
     ) {
         let now = self.clock.now();
+        if let Some(reservation) = tiketi_engine::order_reservation(&order_id) {
+            self.reconciled.remove(&reservation);
+        }
         let (payment, finish) = self.engine.finish_confirm(&order_id, &payment_key, outcome, now);
         let changes = match finish {
             ConfirmFinish::Confirmed(changes) | ConfirmFinish::Declined(changes) => changes,
@@ -164,7 +171,7 @@ impl EventState {
         self.answer_when_durable(seq, reply, settled(payment));
     }
 
-    pub(super) fn begin_refund(&mut self, cmd: RefundCmd, reply: Reply<Begun>) {
+    pub(super) fn begin_refund(&mut self, myself: &ActorRef<Envelope>, cmd: RefundCmd, reply: Reply<Begun>) {
         let Some(reply) = self.replay_payment(cmd.caller.user, &cmd.idempotency, reply, Begun::Settled) else {
             return;
         };
@@ -194,6 +201,12 @@ impl EventState {
                     .collect();
                 self.send(permit, JournalEntry { audit, ..self.entry(changes) });
                 self.hold_key(cmd.caller.user, cmd.idempotency, cmd.reservation);
+                // The safety net, as for a capture: a refund nobody finished is asked again.
+                let reservation = cmd.reservation;
+                myself.send_after(self.config.reconcile_after, move || Envelope {
+                    msg: EventMsg::Reconcile(reservation),
+                    span: None,
+                });
                 self.answer_when_durable(seq, reply, Ok(Begun::Started(payment)));
             }
             Ok((_, RefundStart::InFlight)) => {
@@ -208,6 +221,7 @@ impl EventState {
 
     pub(super) fn finish_refund(&mut self, reservation: ReservationId, outcome: RefundOutcome, reply: Reply<Payment>) {
         let now = self.clock.now();
+        self.reconciled.remove(&reservation);
         let Some((payment, changes)) = self.engine.finish_refund(reservation, outcome, now) else {
             // Reported twice: the first report settled it.
             let _ = reply.send(Err(EngineError::NotPaid.into()));
@@ -229,9 +243,16 @@ impl EventState {
     /// Asks the provider about a payment still in flight (after a restart, or when nobody
     /// reported its outcome in time).
     pub(super) fn reconcile(&mut self, myself: &ActorRef<Envelope>, reservation: ReservationId) {
-        if let Some(payment) = self.engine.payment(reservation).filter(|p| p.status.is_in_flight()) {
-            tokio::spawn(reconcile(self.handle(myself), payment.clone()));
+        let Some(payment) = self.engine.payment(reservation).filter(|p| p.status.is_in_flight()) else { return };
+        // Several chains may ask (the safety net, an unknown capture's retry): one look at the
+        // provider per payment per half retry interval is enough.
+        let now = tokio::time::Instant::now();
+        let recent = self.reconciled.get(&reservation).is_some_and(|&at| now - at < RECONCILE_RETRY / 2);
+        if recent {
+            return;
         }
+        self.reconciled.insert(reservation, now);
+        tokio::spawn(reconcile(self.handle(myself), payment.clone()));
     }
 
     /// Marks an idempotency key in flight until the payment it started has its answer.

@@ -167,7 +167,14 @@ impl EventHandle {
                 }
             };
         let reservation = payment.reservation;
-        self.call(|reply| EventMsg::FinishRefund { reservation, outcome, reply }, self.config.durable_timeout).await?
+        let finished = self
+            .call_unbounded(|reply| EventMsg::FinishRefund { reservation, outcome, reply }, self.config.durable_timeout)
+            .await;
+        if matches!(finished, Err(ActorError::Timeout | ActorError::Unavailable(_))) {
+            // The refund happened; if its record did not make it, the actor asks again.
+            self.reconcile_later(reservation);
+        }
+        finished?
     }
 
     async fn finish_confirm(
@@ -176,11 +183,19 @@ impl EventHandle {
         payment_key: String,
         outcome: CaptureOutcome,
     ) -> Result<Payment, ActorError> {
-        self.call(
-            |reply| EventMsg::FinishConfirm { order_id, payment_key, outcome, reply },
-            self.config.durable_timeout,
-        )
-        .await?
+        let reservation = tiketi_engine::order_reservation(&order_id);
+        let finished = self
+            .call_unbounded(
+                |reply| EventMsg::FinishConfirm { order_id, payment_key, outcome, reply },
+                self.config.durable_timeout,
+            )
+            .await;
+        if let (Err(ActorError::Timeout | ActorError::Unavailable(_)), Some(reservation)) = (&finished, reservation) {
+            // The capture's outcome is known; if its record did not make it, the actor asks
+            // the provider again.
+            self.reconcile_later(reservation);
+        }
+        finished?
     }
 
     /// Has the actor reconcile a payment in flight after [`RECONCILE_RETRY`].
@@ -208,12 +223,12 @@ pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
                 Ok(Some(p)) if p.status == ProviderStatus::Done && p.payment_key == key => {
                     handle.finish_confirm(payment.order_id.clone(), key, captured(p.approved_at, p.method)).await
                 }
+                // Still running at the provider (whatever the window): its capture may land.
+                // Not known there yet: only within the window.
                 Ok(found)
-                    if may_still_land
-                        && found.as_ref().is_none_or(|p| {
-                            p.payment_key == key
-                                && matches!(p.status, ProviderStatus::Ready | ProviderStatus::InProgress)
-                        }) =>
+                    if found.as_ref().map_or(may_still_land, |p| {
+                        p.payment_key == key && matches!(p.status, ProviderStatus::Ready | ProviderStatus::InProgress)
+                    }) =>
                 {
                     handle.reconcile_later(payment.reservation);
                     Err(ActorError::PaymentPending { retry_after: RECONCILE_RETRY })

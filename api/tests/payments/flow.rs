@@ -70,7 +70,7 @@ async fn paying_for_a_hold_captures_once_confirms_it_and_sells_its_seats() {
 }
 
 #[tokio::test]
-async fn a_declined_card_charges_nothing_and_another_card_can_pay_the_same_order() {
+async fn a_declined_card_charges_nothing_and_another_card_pays_a_new_order() {
     let shop = Shop::open().await;
     let event = shop.event(6, json!({})).await;
     let buyer = shop.app.register("ann@example.com").await;
@@ -97,13 +97,19 @@ async fn a_declined_card_charges_nothing_and_another_card_can_pay_the_same_order
     shop.assert_seats(&event, &["S1-A-3", "S1-A-4"], "held").await;
     shop.assert_books().await;
 
-    // Another card for the same order.
-    let paid = shop.confirm_ok(&buyer, &order, "tpk_second_card", 2 * SEAT_PRICE).await;
+    // The declined order is closed (one key per order): another card needs a new order.
+    let res = shop.confirm(&buyer, &order, "tpk_second_card", 2 * SEAT_PRICE).await;
+    expect_error(res, StatusCode::CONFLICT, "order_declined").await;
+    assert_eq!(shop.fake.confirm_calls(), 1, "refused before the provider");
+    let second = str_of(&shop.prepare_ok(&buyer, rid).await, "orderId").to_owned();
+    assert_ne!(second, order);
+    let paid = shop.confirm_ok(&buyer, &second, "tpk_second_card", 2 * SEAT_PRICE).await;
     assert_eq!((paid["status"].as_str(), paid["reservation"]["status"].as_str()), (Some("done"), Some("confirmed")));
     assert!(paid["failureCode"].is_null(), "{paid}");
-    shop.assert_money(&order, 1, 0);
+    shop.assert_money(&order, 0, 0);
+    shop.assert_money(&second, 1, 0);
     assert_eq!(shop.fake.confirm_calls(), 2);
-    let row = shop.payment_row_of(&order).await;
+    let row = shop.payment_row_of(&second).await;
     assert_eq!((row.status.as_str(), row.payment_key.as_deref()), ("done", Some("tpk_second_card")));
     shop.assert_seats(&event, &["S1-A-3", "S1-A-4"], "sold").await;
     shop.assert_consistent(&event).await;

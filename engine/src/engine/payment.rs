@@ -176,7 +176,10 @@ impl EventEngine {
                 return Err(EngineError::AlreadyPaid);
             }
             PaymentStatus::Aborted => return Err(EngineError::HoldExpired),
-            PaymentStatus::Ready | PaymentStatus::Failed => {}
+            // One key per order: a provider asked about the order later must not find a
+            // declined attempt's key beside the one being captured.
+            PaymentStatus::Failed => return Err(EngineError::OrderDeclined),
+            PaymentStatus::Ready => {}
         }
         if self.rules.cancelled {
             return Err(EngineError::NotOnSale(crate::EventStatus::Cancelled));
