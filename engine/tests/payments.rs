@@ -908,6 +908,36 @@ fn a_capture_declined_after_the_event_was_cancelled_releases_the_hold() {
 // 11. restore
 
 #[test]
+fn a_restore_leaves_out_attempts_that_had_ended() {
+    let mut e = event();
+    hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
+    let p = prepare(&mut e, 1, at(1));
+    // Paid at the box office: the prepared attempt is aborted and leaves the engine.
+    e.confirm(rid(1), at(2)).unwrap().expect("confirmed");
+    assert_eq!(e.payment(rid(1)), None);
+    let aborted = moved(&p, PaymentStatus::Aborted, at(2));
+
+    // The store still hands back that attempt as the reservation's latest.
+    let persisted = Persisted {
+        live: e.reservations().cloned().collect(),
+        seq: e.seq(),
+        serial: e.serial(),
+        status: e.status(),
+        payments: vec![aborted],
+        ..Persisted::default()
+    };
+    let (mut restored, changed) =
+        EventEngine::restore(event_id(), rules(), SeatMap::new(&layout()).unwrap(), standing(10), persisted, at(3));
+
+    // As if the engine had never stopped: no payment, and nothing to pay for.
+    assert_eq!(changed, None);
+    assert_eq!(restored.payment(rid(1)), None);
+    let confirmed = ReservationStatus::Confirmed;
+    assert_eq!(restored.prepare(rid(1), at(3)), Err(EngineError::InvalidTransition { from: confirmed, to: confirmed }));
+    assert_eq!(e.prepare(rid(1), at(3)), Err(EngineError::InvalidTransition { from: confirmed, to: confirmed }));
+}
+
+#[test]
 fn a_restore_keeps_the_payment_in_flight_pinned_and_expires_a_lapsed_hold_with_its_prepared_payment() {
     let mut e = event();
     hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
