@@ -19,9 +19,16 @@ use uuid::Uuid;
 
 const SECRET: &str = "test_sk_durability_payments";
 
-/// The server's `[payments]` settings for the fake provider.
-fn provider_env(fake: &FakeToss, timeout_ms: u64, reconcile_after_secs: u64) -> Vec<(&'static str, String)> {
+/// The server's `[payments]` settings for the fake provider. `capture_window_secs` bounds how
+/// long a payment the provider never received stays in flight after a kill.
+fn provider_env(
+    fake: &FakeToss,
+    timeout_ms: u64,
+    reconcile_after_secs: u64,
+    capture_window_secs: u64,
+) -> Vec<(&'static str, String)> {
     vec![
+        ("TIKETI_PAYMENTS__CAPTURE_WINDOW_SECS", capture_window_secs.to_string()),
         ("TIKETI_PAYMENTS__PROVIDER", "toss".into()),
         ("TIKETI_PAYMENTS__TOSS_BASE_URL", fake.base_url()),
         ("TIKETI_PAYMENTS__TOSS_SECRET_KEY", fake.secret_key().to_owned()),
@@ -207,7 +214,7 @@ async fn sigkill_after_the_capture_before_its_commit_is_confirmed_at_start_up() 
     let log = log_path("payments-kill-point", 0);
     // A provider timeout far beyond the kill, and no safety-net reconciliation before it:
     // only start-up reconciliation can settle these payments.
-    let env = provider_env(&fake, 20_000, 600);
+    let env = provider_env(&fake, 20_000, 600, 120);
     let client = http();
     let mut server = Server::start_with(&url, &log, &env).await;
     let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -377,7 +384,8 @@ async fn sigkill_before_a_slow_capture_never_keeps_the_late_capture_without_seat
     let url = tiketi_testkit::fresh_database().await;
     let db = sql(&url).await;
     let log = log_path("payments-late-capture", 0);
-    let env = provider_env(&fake, 5_000, 2);
+    // Longer than the provider's 1.5 s before it captures.
+    let env = provider_env(&fake, 5_000, 2, 10);
     let client = http();
     let mut server = Server::start_with(&url, &log, &env).await;
     let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -448,6 +456,10 @@ const HOLD_TTL_SECS: u64 = 5;
 const TOSS_TIMEOUT_MS: u64 = 2_000;
 /// The safety net fires during the bursts too.
 const RECONCILE_AFTER_SECS: u64 = 2;
+/// The fake captures as soon as a confirm arrives, so a confirm a kill stopped before it was
+/// sent never lands: the window only has to outlast a restart. Kept short so such a payment
+/// is declined within the round.
+const CAPTURE_WINDOW_SECS: u64 = 5;
 /// How long the provider keeps the answer after capturing, chosen at random every few
 /// hundred milliseconds.
 const HOLDS_AFTER_CAPTURE_MS: [u64; 10] = [0, 0, 0, 0, 5, 20, 150, 500, 1_500, 2_500];
@@ -718,7 +730,7 @@ async fn sigkill_at_random_moments_of_a_payment_burst_never_keeps_money_without_
     let url = tiketi_testkit::fresh_database().await;
     let db = sql(&url).await;
     let log = log_path("payments-crash", seed);
-    let env = provider_env(&fake, TOSS_TIMEOUT_MS, RECONCILE_AFTER_SECS);
+    let env = provider_env(&fake, TOSS_TIMEOUT_MS, RECONCILE_AFTER_SECS, CAPTURE_WINDOW_SECS);
     let client = http();
     let mut server = Server::start_with(&url, &log, &env).await;
     let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
