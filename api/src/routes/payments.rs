@@ -6,7 +6,7 @@
 use crate::dto::{ReservationDto, iso};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, AuthUser, IdempotencyHeader};
-use crate::routes::reservations::{caught_up, fingerprint, idempotency, stored_reservation};
+use crate::routes::reservations::{as_it_stands, caught_up, fingerprint, idempotency, stored_reservation};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -131,14 +131,10 @@ pub struct PaymentList {
 /// The reservation as it stands: the live actor's view if it still holds it, else the
 /// store's (which has every ended reservation once its change committed).
 async fn current_reservation(state: &AppState, id: ReservationId) -> Result<Option<Reservation>, ApiError> {
-    let stored = stored_reservation(state, id).await?;
-    if let Some(r) = &stored
-        && let Some(handle) = state.directory().live(r.event)
-        && let Some(live) = handle.reservation(id).await?
-    {
-        return Ok(Some(live));
+    match stored_reservation(state, id).await? {
+        Some(stored) => Ok(Some(as_it_stands(state, stored).await?)),
+        None => Ok(None),
     }
-    Ok(stored)
 }
 
 /// The caller's reservation and its event's actor; 404 for anyone else's.

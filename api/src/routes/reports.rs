@@ -9,11 +9,11 @@
 
 use crate::error::ApiError;
 use crate::extract::{AdminUser, ApiPath, ApiQuery};
+use crate::routes::reservations::caught_up;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 use tiketi_engine::EventId;
 use tiketi_persistence::{
     DayRange, DayRangeError, DayReport, EventReport, MAX_REPORT_DAYS, OverviewReport, ReservationCounts, utc_date,
@@ -23,9 +23,6 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-
-/// How long a report waits for the write-behind journal before reading the store anyway.
-const FLUSH_WAIT: Duration = Duration::from_secs(1);
 
 /// Days in the daily series when `from` is not given.
 const DEFAULT_DAYS: u32 = 30;
@@ -311,12 +308,6 @@ impl DailyQuery {
     }
 }
 
-/// Lets what the journal holds now commit, so the store includes sales made a moment ago.
-/// Bounded: with the database slow or down, the report reads what is there (or fails).
-async fn settled(state: &AppState) {
-    let _ = tokio::time::timeout(FLUSH_WAIT, state.directory().journal().flushed()).await;
-}
-
 /// Sales across every event: events by status, reservations by status, revenue, refunds,
 /// and today's activity (UTC). Read from the store, which trails the live actors by one
 /// group commit.
@@ -324,7 +315,9 @@ async fn settled(state: &AppState) {
     responses((status = 200, body = OverviewDto), (status = 401, description = "not signed in"),
         (status = 403, description = "not an admin")))]
 async fn stats_overview(State(state): State<AppState>, _: AdminUser) -> Result<Json<OverviewDto>, ApiError> {
-    settled(&state).await;
+    // The store includes sales made a moment ago (bounded: a slow database reports what
+    // it has).
+    caught_up(&state).await;
     Ok(Json(state.store().overview_report(state.now()).await?.into()))
 }
 
@@ -340,7 +333,9 @@ async fn stats_event(
     _: AdminUser,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<EventStatsDto>, ApiError> {
-    settled(&state).await;
+    // The store includes sales made a moment ago (bounded: a slow database reports what
+    // it has).
+    caught_up(&state).await;
     let report = state.store().event_report(EventId(id)).await?.ok_or(ApiError::NotFound { what: "event" })?;
     Ok(Json(report.into()))
 }
@@ -364,7 +359,9 @@ async fn stats_daily(
     {
         return Err(ApiError::NotFound { what: "event" });
     }
-    settled(&state).await;
+    // The store includes sales made a moment ago (bounded: a slow database reports what
+    // it has).
+    caught_up(&state).await;
     let series = state.store().daily_report(event, days).await?;
     Ok(Json(series.into_iter().map(DayDto::from).collect()))
 }

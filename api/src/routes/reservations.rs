@@ -234,18 +234,26 @@ async fn get_reservation(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<ReservationDto>, ApiError> {
     let stored = stored_reservation(&state, ReservationId(id)).await?;
-    let mut reservation =
+    let reservation =
         stored.filter(|r| user.is_admin() || r.user == user.id).ok_or(ApiError::NotFound { what: "reservation" })?;
-    // The store trails the actor by one group commit; a live actor knows the latest status.
-    // (If the actor no longer has it, it ended since and the store will say how within
-    // one commit.)
-    if reservation.status.is_live()
-        && let Some(handle) = state.directory().live(reservation.event)
-        && let Some(live) = handle.reservation(reservation.id).await?
-    {
-        reservation = live;
-    }
+    let reservation = as_it_stands(&state, reservation).await?;
     Ok(Json(ReservationDto::build(&state, &reservation).await?))
+}
+
+/// A stored reservation as it stands now. The store trails the actor by one group commit;
+/// a live actor knows the latest status. (If the actor no longer has it, it ended since and
+/// the store says how within one commit.)
+pub(crate) async fn as_it_stands(
+    state: &AppState,
+    stored: tiketi_engine::Reservation,
+) -> Result<tiketi_engine::Reservation, ApiError> {
+    if stored.status.is_live()
+        && let Some(handle) = state.directory().live(stored.event)
+        && let Some(live) = handle.reservation(stored.id).await?
+    {
+        return Ok(live);
+    }
+    Ok(stored)
 }
 
 /// Cancel a reservation; the seats go back on sale. Answered once durable.
