@@ -2,7 +2,7 @@
 //! use. This is the one seam that knows where an event's actor lives.
 
 use crate::event_actor::{EventActor, EventArgs};
-use crate::stream::StreamConfig;
+use crate::stream::{FrameSink, StreamConfig};
 use crate::supervisor::EventSupervisor;
 use crate::{ActorError, Clock, EventHandle};
 use prometheus_client::metrics::counter::Counter;
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tiketi_engine::EventId;
 use tiketi_persistence::journal::{Journal, JournalConfig};
-use tiketi_persistence::{Store, StoreError};
+use tiketi_persistence::{Fence, Store, StoreError};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
@@ -47,6 +47,9 @@ pub struct ActorConfig {
     /// a reconciliation that finds no capture keeps the payment in flight (its seats
     /// pinned) and asks again; after it, the attempt is declined as never captured.
     pub capture_window: Duration,
+    /// Where every event's live-stream frames also go: the other nodes of a cluster
+    /// (`None`: only this node's subscribers).
+    pub frame_sink: Option<Arc<dyn FrameSink>>,
 }
 
 impl Default for ActorConfig {
@@ -64,8 +67,17 @@ impl Default for ActorConfig {
             provider: crate::Provider::default(),
             reconcile_after: Duration::from_secs(60),
             capture_window: Duration::from_secs(120),
+            frame_sink: None,
         }
     }
+}
+
+/// Where events live when several nodes serve them (the cluster): the directory asks before
+/// it serves an event, and its actor writes every change under the fence it was given.
+pub trait Placement: Send + Sync + 'static {
+    /// The fence under which this node may serve the event now; `None` when another node
+    /// owns the event's shard, or the shard is moving.
+    fn fence(&self, event: EventId) -> Option<Fence>;
 }
 
 type Slot = Arc<OnceCell<EventHandle>>;
@@ -129,17 +141,38 @@ struct Inner {
     clock: Clock,
     config: Arc<ActorConfig>,
     supervisor: ActorCell,
+    placement: Option<Arc<dyn Placement>>,
 }
 
 impl Directory {
     /// The handle of the event's actor, activating it from the store if it is not live.
     /// However many callers race for an event that is not live, exactly one actor starts.
     pub async fn get(&self, event: EventId) -> Result<EventHandle, ActorError> {
-        // Twice at most: the second round replaces an actor found dead.
+        let fence = match &self.inner.placement {
+            Some(placement) => Some(placement.fence(event).ok_or(ActorError::NotOwner { event })?),
+            None => None,
+        };
+        // Twice at most: the second round replaces an actor found dead (or one left from an
+        // earlier tenure of the shard: it writes under a stale epoch).
         for _ in 0..2 {
             let slot = self.inner.registry.slot(event);
-            match slot.get_or_try_init(|| self.activate(event)).await {
-                Ok(handle) if handle.is_alive() => return Ok(handle.clone()),
+            match slot.get_or_try_init(|| self.activate(event, fence)).await {
+                Ok(handle) if handle.is_alive() && handle.fence() == fence => {
+                    // The shard may have started moving while the actor loaded: one that
+                    // came up after the hand-off stopped its siblings must not serve.
+                    if let Some(placement) = &self.inner.placement
+                        && placement.fence(event) != fence
+                    {
+                        handle.stop_and_wait("its shard is moving").await;
+                        self.inner.registry.remove(event, &slot);
+                        return Err(ActorError::NotOwner { event });
+                    }
+                    return Ok(handle.clone());
+                }
+                Ok(handle) if handle.is_alive() => {
+                    handle.stop_and_wait("its shard was taken again").await;
+                    self.inner.registry.remove(event, &slot);
+                }
                 Ok(_) => self.inner.registry.remove(event, &slot),
                 Err(e) => {
                     // Do not keep slots for events that failed to load (or never
@@ -154,7 +187,7 @@ impl Directory {
         Err(ActorError::Unavailable("event actor keeps stopping".into()))
     }
 
-    async fn activate(&self, event: EventId) -> Result<EventHandle, ActorError> {
+    async fn activate(&self, event: EventId, fence: Option<Fence>) -> Result<EventHandle, ActorError> {
         // A previous actor of this event (evicted, killed, failed) may have handed the
         // journal changes the store does not have yet. Loading before they commit would
         // rebuild stale state: its acknowledged holds would vanish, its seqs would be
@@ -168,6 +201,7 @@ impl Directory {
             Err(e) => return Err(ActorError::Unavailable(e.to_string())),
         };
         let args = EventArgs {
+            fence,
             snapshot,
             journal: self.inner.journal.clone(),
             clock: self.inner.clock,
@@ -177,13 +211,19 @@ impl Directory {
             .await
             .map_err(|e| ActorError::Unavailable(e.to_string()))?;
         self.inner.activations.inc();
-        Ok(EventHandle::new(event, actor, self.inner.config.clone()))
+        Ok(EventHandle::new(event, actor, self.inner.config.clone(), fence))
     }
 
     /// Activates every event with a payment still in flight in the store; each actor
     /// reconciles its payments with the provider as it starts. Retries while the store is
     /// unreachable.
     async fn activate_unsettled(self) {
+        self.activate_unsettled_where(|_| true).await;
+    }
+
+    /// [`Directory::activate_unsettled`] for the events `mine` accepts (a cluster node: the
+    /// shards it just took).
+    pub async fn activate_unsettled_where(&self, mine: impl Fn(EventId) -> bool) {
         let events = loop {
             match self.inner.store.unsettled_payment_events().await {
                 Ok(events) => break events,
@@ -193,9 +233,11 @@ impl Directory {
                 }
             }
         };
-        for event in events {
+        for event in events.into_iter().filter(|&e| mine(e)) {
             match self.get(event).await {
                 Ok(_) => tracing::info!(event_id = %event, "activated to reconcile its payments"),
+                // Its shard is another node's: that node reconciles it.
+                Err(ActorError::NotOwner { .. }) => {}
                 Err(e) => tracing::error!(event_id = %event, error = %e, "cannot activate to reconcile payments"),
             }
         }
@@ -213,6 +255,19 @@ impl Directory {
             handle.stop_and_wait("evicted").await;
             self.inner.registry.forget(handle.actor_id());
         }
+    }
+
+    /// Stops the live actors of the events `which` accepts and forgets them (a cluster node
+    /// giving up shards). Requests still in their mailboxes are answered `Stopped`, to be
+    /// retried at the new owner. Callers wait for [`Journal::flushed`] before letting
+    /// another node load these events.
+    pub async fn stop_where(&self, which: impl Fn(EventId) -> bool, reason: &str) -> usize {
+        let handles: Vec<EventHandle> = self.live_events().into_iter().filter(|h| which(h.event())).collect();
+        for handle in &handles {
+            handle.stop_and_wait(reason).await;
+            self.inner.registry.forget(handle.actor_id());
+        }
+        handles.len()
     }
 
     /// Passivates the event's actor: it stops, and the next request re-activates it from
@@ -303,6 +358,7 @@ impl Runtime {
         journal: JournalConfig,
         config: ActorConfig,
         clock: Clock,
+        placement: Option<Arc<dyn Placement>>,
     ) -> Result<Self, ActorError> {
         let registry = Arc::new(Registry::default());
         let on_commit = {
@@ -330,6 +386,7 @@ impl Runtime {
                 clock,
                 config: Arc::new(config),
                 supervisor: supervisor.get_cell(),
+                placement,
             }),
         };
         // Payments a crash left in the provider's hands are settled now, not whenever

@@ -1,7 +1,7 @@
 //! Why a call to an event actor did not produce its answer.
 
 use std::time::Duration;
-use tiketi_engine::{EngineError, PaymentFailure};
+use tiketi_engine::{EngineError, EventId, PaymentFailure};
 
 /// The error every [`EventHandle`](crate::EventHandle) call may return.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -41,6 +41,21 @@ pub enum ActorError {
     /// The actor stopped or could not be started.
     #[error("event actor unavailable: {0}")]
     Unavailable(String),
+    /// Another node owns the event's shard, or it is moving between nodes; the request was
+    /// not carried out here. The facade sends it to the owner.
+    #[error("this node does not own the event")]
+    NotOwner {
+        /// The event.
+        event: EventId,
+    },
+    /// The actor stopped (a hand-off, an eviction) with the request still in its mailbox,
+    /// or before a durable answer's commit was reported. Retry: a command that did commit
+    /// is answered from its idempotency record when it carries an Idempotency-Key.
+    #[error("event actor stopped before answering")]
+    Stopped {
+        /// The event.
+        event: EventId,
+    },
     /// The actor may not be passivated now, for this reason (`on_sale`, `live_holds`,
     /// `queue`, `subscribers`, `unflushed`).
     #[error("the event's actor must stay in memory: {0}")]

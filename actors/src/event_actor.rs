@@ -21,7 +21,9 @@ use tiketi_engine::{
     QueueView, RefundOutcome, Reservation, ReservationId, ReservationStatus, Selection, Timestamp, UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
-use tiketi_persistence::{AuditRecord, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, StoredOutcome};
+use tiketi_persistence::{
+    AuditRecord, EventRecord, EventSnapshot, Fence, IdempotencyRecord, JournalEntry, StoredOutcome,
+};
 use tokio::time::Instant;
 
 /// The buckets of the hold-expiry histogram in [`ActorInfo::hold_expiries`]: holds whose
@@ -177,6 +179,7 @@ impl EventMsg {
 
 /// What an event actor starts from.
 pub(crate) struct EventArgs {
+    pub fence: Option<Fence>,
     pub snapshot: EventSnapshot,
     pub journal: Journal,
     pub clock: Clock,
@@ -189,6 +192,8 @@ pub(crate) struct EventActor;
 pub(crate) struct EventState {
     engine: EventEngine,
     record: EventRecord,
+    /// The shard epoch every journal entry is written under (in a cluster).
+    fence: Option<Fence>,
     journal: Journal,
     clock: Clock,
     config: Arc<ActorConfig>,
@@ -238,7 +243,7 @@ impl Actor for EventActor {
     type Arguments = EventArgs;
 
     async fn pre_start(&self, myself: ActorRef<Envelope>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
-        let EventArgs { snapshot, journal, clock, config } = args;
+        let EventArgs { fence, snapshot, journal, clock, config } = args;
         let now = clock.now();
         let record = snapshot.event;
         let seats = match &record.layout {
@@ -271,7 +276,7 @@ impl Actor for EventActor {
             .collect();
         let mut state = EventState {
             committed: engine.seq(),
-            stream: LiveStream::new(config.stream.clone(), engine.seq()),
+            stream: LiveStream::new(config.stream.clone(), record.id, engine.seq(), config.frame_sink.clone()),
             stats: Stats {
                 started: Instant::now(),
                 last_use: Instant::now(),
@@ -283,6 +288,7 @@ impl Actor for EventActor {
             flush_armed: false,
             engine,
             record,
+            fence,
             journal,
             clock,
             config,
@@ -431,7 +437,14 @@ fn empty_map() -> tiketi_engine::SeatMap {
 
 impl EventState {
     fn entry(&self, changes: ChangeSet) -> JournalEntry {
-        JournalEntry { event: self.record.id, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
+        JournalEntry {
+            event: self.record.id,
+            fence: self.fence,
+            changes,
+            idempotency: Vec::new(),
+            event_record: None,
+            audit: Vec::new(),
+        }
     }
 
     /// An empty change set at the current seq, for records that ride without changes.

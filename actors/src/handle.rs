@@ -18,7 +18,7 @@ use std::time::Duration;
 use tiketi_engine::{
     EventId, QueueSettings, QueueStanding, QueueView, Reservation, ReservationId, TicketTypeId, Timestamp, UserId,
 };
-use tiketi_persistence::EventRecord;
+use tiketi_persistence::{EventRecord, Fence};
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +162,7 @@ pub struct EventHandle {
     actor: ActorRef<Envelope>,
     in_flight: Arc<AtomicUsize>,
     config: Arc<ActorConfig>,
+    fence: Option<Fence>,
 }
 
 /// A slot among the actor's in-flight requests, released on drop.
@@ -174,8 +175,18 @@ impl Drop for Slot {
 }
 
 impl EventHandle {
-    pub(crate) fn new(event: EventId, actor: ActorRef<Envelope>, config: Arc<ActorConfig>) -> Self {
-        Self { event, actor, in_flight: Arc::default(), config }
+    pub(crate) fn new(
+        event: EventId,
+        actor: ActorRef<Envelope>,
+        config: Arc<ActorConfig>,
+        fence: Option<Fence>,
+    ) -> Self {
+        Self { event, actor, in_flight: Arc::default(), config, fence }
+    }
+
+    /// The shard epoch this actor writes under (in a cluster).
+    pub fn fence(&self) -> Option<Fence> {
+        self.fence
     }
 
     /// The event.
@@ -341,7 +352,7 @@ impl EventHandle {
         match self.actor.call(|reply| Envelope { msg: build(reply), span: Some(span) }, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             Ok(CallResult::Timeout) => Err(ActorError::Timeout),
-            Ok(CallResult::SenderError) => Err(ActorError::Unavailable("actor stopped before answering".into())),
+            Ok(CallResult::SenderError) => Err(ActorError::Stopped { event: self.event }),
             Err(e) => Err(ActorError::Unavailable(e.to_string())),
         }
     }

@@ -18,11 +18,11 @@ mod supervisor;
 mod views;
 
 pub use clock::Clock;
-pub use directory::{ActorConfig, Directory, Runtime};
+pub use directory::{ActorConfig, Directory, Placement, Runtime};
 pub use error::ActorError;
 pub use handle::{
     Caller, CancelCmd, ConfirmCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, Provider, RefundCmd,
     SelectionInput, SetStatusCmd,
 };
-pub use stream::{Frame, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
+pub use stream::{Frame, FrameSink, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
 pub use views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};

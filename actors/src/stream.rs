@@ -7,6 +7,9 @@
 //! subscriber never slows the actor: frames go out on a bounded broadcast channel, and a
 //! subscriber that falls behind it misses frames (the receiver reports the lag) and must
 //! resubscribe, getting the missed frames from the replay buffer or a fresh snapshot.
+//!
+//! In a cluster every frame is also handed to a [`FrameSink`], which carries it to the
+//! other nodes (Redis pub/sub), so a client connected to any node follows any event.
 
 use crate::views::SeatsSnapshot;
 use bytes::Bytes;
@@ -15,8 +18,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tiketi_engine::{
-    Change, ChangeSet, EventEngine, EventStatus, QueueChange, ReservationId, ReservationStatus, SeatCounts, SeatIndex,
-    SeatStatus, TicketTypeId, Timestamp, UserId,
+    Change, ChangeSet, EventEngine, EventId, EventStatus, QueueChange, ReservationId, ReservationStatus, SeatCounts,
+    SeatIndex, SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use tokio::sync::broadcast;
 use uuid::Uuid;
@@ -123,6 +126,23 @@ impl Snapshot {
     }
 }
 
+/// Where an event's frames go besides its own node's subscribers: in a cluster, to the other
+/// nodes, whose WebSocket clients follow the event too (SPEC §4).
+///
+/// Called from inside the event's actor, so an implementation must never block or await:
+/// it hands the frame off (to a bounded queue, say) and returns, dropping it when it cannot
+/// keep up. A receiver detects what was dropped from `prev_seq` and resyncs.
+pub trait FrameSink: std::fmt::Debug + Send + Sync + 'static {
+    /// An actor of `event` began a new stream, `stream`, at `seq`: frames of any earlier
+    /// stream of the event are void (the actor restarted, here or on another node).
+    fn started(&self, event: EventId, stream: Uuid, seq: u64);
+
+    /// A frame of `stream` went out. `prev_seq` is the seq through which the stream's
+    /// earlier frames reach: the previous frame's seq, or where the stream began to be
+    /// watched. A receiver whose last frame of `stream` has another seq missed some.
+    fn publish(&self, event: EventId, stream: Uuid, prev_seq: u64, frame: &Arc<Frame>);
+}
+
 /// Where a subscriber starts from.
 #[derive(Debug)]
 pub enum Start {
@@ -156,7 +176,10 @@ pub struct Resume {
 /// The stream state an event actor keeps.
 pub(crate) struct LiveStream {
     id: Uuid,
+    event: EventId,
     config: StreamConfig,
+    /// Where frames also go (the other nodes of a cluster).
+    sink: Option<Arc<dyn FrameSink>>,
     tx: broadcast::Sender<Arc<Frame>>,
     /// Seat changes since the last frame, in first-change order, each with its latest status.
     pending: Vec<(SeatIndex, SeatStatus)>,
@@ -168,6 +191,9 @@ pub(crate) struct LiveStream {
     pending_since: Option<Timestamp>,
     /// Seq of the last change set recorded.
     last_seq: u64,
+    /// Every change up to this seq went out in a frame (or before anyone watched): the
+    /// `prev_seq` of the next frame.
+    framed: u64,
     /// Every frame with a seq above this is in `replay`.
     replay_from: u64,
     replay: VecDeque<Arc<Frame>>,
@@ -177,11 +203,18 @@ pub(crate) struct LiveStream {
 }
 
 impl LiveStream {
-    pub(crate) fn new(config: StreamConfig, seq: u64) -> Self {
+    /// A new stream of `event` at `seq`, announced to the sink if there is one.
+    pub(crate) fn new(config: StreamConfig, event: EventId, seq: u64, sink: Option<Arc<dyn FrameSink>>) -> Self {
         let (tx, _) = broadcast::channel(config.channel_capacity.max(1));
+        let id = Uuid::new_v4();
+        if let Some(sink) = &sink {
+            sink.started(event, id, seq);
+        }
         Self {
-            id: Uuid::new_v4(),
+            id,
+            event,
             config,
+            sink,
             tx,
             pending: Vec::new(),
             pending_index: HashMap::new(),
@@ -190,6 +223,7 @@ impl LiveStream {
             pending_notices: Vec::new(),
             pending_since: None,
             last_seq: seq,
+            framed: seq,
             replay_from: seq,
             replay: VecDeque::new(),
             snapshot: None,
@@ -226,6 +260,7 @@ impl LiveStream {
         self.snapshot = None;
         if !self.watched {
             self.replay_from = changes.seq;
+            self.framed = changes.seq;
             return;
         }
         self.pending_since.get_or_insert(changes.at);
@@ -284,6 +319,10 @@ impl LiveStream {
         let frame =
             Arc::new(Frame { seq: self.last_seq, messages, notices: std::mem::take(&mut self.pending_notices) });
         self.clear_pending();
+        let prev_seq = std::mem::replace(&mut self.framed, frame.seq);
+        if let Some(sink) = &self.sink {
+            sink.publish(self.event, self.id, prev_seq, &frame);
+        }
         // Nobody listening is not an error: the frame still goes to the replay buffer.
         let _ = self.tx.send(frame.clone());
         self.replay.push_back(frame);

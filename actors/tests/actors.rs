@@ -187,7 +187,7 @@ fn on_sale() -> EventRecord {
 /// Creates `event` in `store` and starts a runtime on it whose clock reads [`T0`] now.
 async fn start(store: Arc<GatedStore>, event: EventRecord, journal: JournalConfig, config: ActorConfig) -> Runtime {
     store.create_event(event).await.expect("event created");
-    Runtime::start(store, journal, config, Clock::starting_at(T0)).await.expect("runtime starts")
+    Runtime::start(store, journal, config, Clock::starting_at(T0), None).await.expect("runtime starts")
 }
 
 fn user(n: u128) -> UserId {

@@ -69,6 +69,12 @@ pub enum ApiError {
     /// Retrying with the same payment key answers the outcome.
     #[error("the payment provider has not answered yet; retry to learn the outcome")]
     PaymentPending(Duration),
+    /// The event (of this shard) is owned by another node, or moving between nodes, and the
+    /// request was not carried out here. In a cluster the facade reroutes it
+    /// ([`crate::forward`]); a client sees this only when the move outlasts the reroute
+    /// budget.
+    #[error("the event is moving between nodes")]
+    Moving(u16),
     /// A bug or an unexpected failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,7 +96,7 @@ impl ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(..) | Self::PaymentPending(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(..) | Self::PaymentPending(_) | Self::Moving(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::PaymentDeclined { .. } => StatusCode::PAYMENT_REQUIRED,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -110,6 +116,7 @@ impl ApiError {
             Self::Unavailable(..) => "service_unavailable".into(),
             Self::PaymentDeclined { .. } => "payment_declined".into(),
             Self::PaymentPending(_) => "payment_pending".into(),
+            Self::Moving(_) => "event_moving".into(),
             Self::Internal(_) => "internal_error".into(),
         }
     }
@@ -121,6 +128,7 @@ impl ApiError {
             Self::TooManyRequests(d) | Self::Unavailable(_, d) | Self::PaymentPending(d) => {
                 json!({ "retryAfterSeconds": d.as_secs().max(1) })
             }
+            Self::Moving(_) => json!({ "retryAfterSeconds": 1 }),
             Self::PaymentDeclined { provider_code, .. } => json!({ "providerCode": provider_code }),
             _ => json!({}),
         }
@@ -146,6 +154,13 @@ impl IntoResponse for ApiError {
         if let Self::TooManyRequests(d) | Self::Unavailable(_, d) | Self::PaymentPending(d) = &self {
             let secs = d.as_secs().max(1).to_string();
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_str(&secs).expect("digits"));
+        }
+        if let Self::Moving(shard) = &self {
+            let headers = response.headers_mut();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            // Tells the facade (this node's, or the node that forwarded here) which shard to
+            // reroute to; it never reaches a client.
+            headers.insert(crate::forward::REROUTE, HeaderValue::from(*shard));
         }
         response
     }
@@ -216,6 +231,9 @@ impl From<ActorError> for ApiError {
             }
             ActorError::Timeout => Self::Unavailable("event actor timed out".into(), Duration::from_secs(1)),
             ActorError::Unavailable(why) => Self::Unavailable(why, Duration::from_secs(1)),
+            ActorError::NotOwner { event } | ActorError::Stopped { event } => {
+                Self::Moving(tiketi_cluster::shard_of(event))
+            }
             ActorError::Pinned(reason) => Self::Conflict {
                 code: "actor_pinned",
                 message: format!("the event's actor must stay in memory: {reason}"),
@@ -242,6 +260,7 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(message) => Self::Conflict { code: "conflict", message, details: json!({}) },
             StoreError::NotFound => Self::NotFound { what: "resource" },
             StoreError::Unavailable(why) => Self::Unavailable(why, Duration::from_secs(2)),
+            fenced @ StoreError::Fenced(_) => Self::Unavailable(fenced.to_string(), Duration::from_secs(1)),
         }
     }
 }

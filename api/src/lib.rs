@@ -12,6 +12,7 @@ pub mod demo;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod metrics;
 pub mod openapi;
 pub mod routes;

@@ -42,7 +42,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Builds the registry: each component registers into its own prefixed sub-registry.
-    pub fn new(directory: &Directory) -> Self {
+    pub fn new(directory: &Directory, cluster: Option<&tiketi_cluster::Cluster>) -> Self {
         let journal = directory.journal();
         let mut registry = Registry::with_prefix("tiketi");
         let http = HttpMetrics::default();
@@ -53,6 +53,9 @@ impl Metrics {
         let live = LiveMetrics::default();
         live.register(&mut registry);
         directory.register_metrics(registry.sub_registry_with_prefix("actors"));
+        if let Some(cluster) = cluster {
+            cluster.metrics().register(registry.sub_registry_with_prefix("cluster"));
+        }
         Self { registry, http, ws, live, scrape: tokio::sync::Mutex::new(()) }
     }
 

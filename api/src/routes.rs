@@ -4,8 +4,10 @@ pub mod actors;
 pub mod admin;
 pub mod admin_reservations;
 pub mod auth;
+pub mod cluster;
 pub mod events;
 pub mod health;
+pub mod internal;
 pub mod payments;
 pub mod queue;
 pub mod reports;
@@ -27,5 +29,6 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(admin::router())
         .merge(admin_reservations::router())
         .merge(actors::router())
+        .merge(cluster::router())
         .merge(reports::router())
 }

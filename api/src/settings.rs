@@ -33,6 +33,33 @@ pub struct Settings {
     pub demo: DemoSettings,
     /// `[payments]`
     pub payments: PaymentSettings,
+    /// `[cluster]`
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: several nodes serving one cluster (SPEC §6).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Join a cluster (needs `store.kind = "postgres"`).
+    pub enabled: bool,
+    /// This node's id, stable across restarts (empty: the host name).
+    pub node_id: String,
+    /// The base URL other nodes forward to (empty: `http://{server.host}:{server.port}`).
+    pub advertise_url: String,
+    /// Redis for the live stream between nodes and ownership hints (empty: none).
+    pub redis_url: String,
+    /// Heartbeat and lease renewal interval.
+    pub heartbeat_ms: u64,
+    /// How long a heartbeat keeps a member alive and a renewal keeps a shard lease.
+    pub lease_ms: u64,
+    /// Most times one request is forwarded between nodes.
+    pub max_hops: u8,
+    /// How long the facade keeps rerouting a request whose event is moving between nodes
+    /// before answering 503.
+    pub reroute_budget_ms: u64,
+    /// How long a forwarded request waits for the owner.
+    pub forward_timeout_ms: u64,
 }
 
 /// `[server]`
@@ -273,6 +300,24 @@ impl Settings {
         if self.journal.capacity == 0 || self.journal.max_batch == 0 {
             return Err("journal.capacity and journal.max_batch: must be at least 1".into());
         }
+        let c = &self.cluster;
+        if c.enabled {
+            if self.store.kind != StoreKind::Postgres {
+                return Err("cluster.enabled: needs store.kind = \"postgres\" (the cluster's authority)".into());
+            }
+            if c.heartbeat_ms == 0 || c.lease_ms < 2 * c.heartbeat_ms {
+                return Err(format!(
+                    "cluster.lease_ms: must be at least twice cluster.heartbeat_ms (got {} and {})",
+                    c.lease_ms, c.heartbeat_ms
+                ));
+            }
+            if self.auth.jwt_secret.is_empty() {
+                return Err("auth.jwt_secret: required in a cluster (every node must verify every token)".into());
+            }
+            if c.max_hops == 0 {
+                return Err("cluster.max_hops: must be at least 1".into());
+            }
+        }
         if self.auth.argon2_memory_kib < 8 * self.auth.argon2_iterations.max(1) {
             return Err("auth.argon2_memory_kib: too small for argon2".into());
         }
@@ -307,6 +352,31 @@ impl Settings {
         Ok(tiketi_actors::Provider(provider))
     }
 
+    /// As the cluster's configuration, with the node id and address defaulted.
+    pub fn cluster_config(&self, port: u16) -> tiketi_cluster::ClusterConfig {
+        let c = &self.cluster;
+        let node_id = match c.node_id.trim() {
+            "" => std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| format!("tiketi-{port}")),
+            id => id.to_owned(),
+        };
+        let advertise_url = match c.advertise_url.trim() {
+            "" => format!("http://{}:{port}", self.server.host),
+            url => url.trim_end_matches('/').to_owned(),
+        };
+        tiketi_cluster::ClusterConfig {
+            node_id,
+            advertise_url,
+            redis_url: c.redis_url.clone(),
+            heartbeat: Duration::from_millis(c.heartbeat_ms),
+            lease: Duration::from_millis(c.lease_ms),
+        }
+    }
+
     /// As the actors' configuration.
     pub fn actor_config(&self) -> Result<tiketi_actors::ActorConfig, String> {
         let (events, stream) = (&self.events, &self.stream);
@@ -327,6 +397,7 @@ impl Settings {
             provider: self.provider()?,
             reconcile_after: Duration::from_secs(self.payments.reconcile_after_secs),
             capture_window: Duration::from_secs(self.payments.capture_window_secs),
+            frame_sink: None,
         })
     }
 }

@@ -38,34 +38,56 @@ pub struct Application {
 impl Application {
     /// Builds a node from settings, with the store they name and the system clock.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let store: Arc<dyn Store> = match settings.store.kind {
-            StoreKind::Memory => Arc::new(MemoryStore::new()),
-            StoreKind::Postgres => Arc::new(connect_and_migrate(&settings).await?),
-        };
-        Self::build_with(settings, store, Clock::system()).await
+        match settings.store.kind {
+            StoreKind::Memory => Self::build_with(settings, Arc::new(MemoryStore::new()), Clock::system()).await,
+            StoreKind::Postgres => {
+                let store = Arc::new(connect_and_migrate(&settings).await?);
+                let cluster = settings.cluster.enabled.then(|| store.clone());
+                Self::build_node(settings, store, cluster, Clock::system()).await
+            }
+        }
     }
 
     /// Builds a node on a given store and clock (tests).
     pub async fn build_with(settings: Settings, store: Arc<dyn Store>, clock: Clock) -> anyhow::Result<Self> {
+        Self::build_node(settings, store, None, clock).await
+    }
+
+    /// Builds a node; with `cluster`, one of several, whose membership, leases and fences
+    /// live in that PostgreSQL store.
+    async fn build_node(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        cluster: Option<Arc<PgStore>>,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
+        let address = format!("{}:{}", settings.server.host, settings.server.port);
+        let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
+        let cluster = cluster.map(|pg| tiketi_cluster::Cluster::new(settings.cluster_config(port), pg));
+        let placement = cluster.clone().map(|c| Arc::new(c) as Arc<dyn tiketi_actors::Placement>);
         let auth = AuthKeys::new(&settings.auth).map_err(anyhow::Error::msg)?;
         let journal = JournalConfig {
             capacity: settings.journal.capacity,
             max_batch: settings.journal.max_batch,
             ..JournalConfig::default()
         };
-        let runtime = Runtime::start(store, journal, settings.actor_config().map_err(anyhow::Error::msg)?, clock)
-            .await
-            .context("starting the actor system")?;
-        let state = AppState::new(runtime.directory().clone(), auth, settings.clone());
+        let mut actors = settings.actor_config().map_err(anyhow::Error::msg)?;
+        // The live stream between nodes: every actor's frames also go to Redis.
+        actors.frame_sink = cluster.as_ref().and_then(|c| c.start_fanout(settings.stream.channel_capacity));
+        let runtime =
+            Runtime::start(store, journal, actors, clock, placement).await.context("starting the actor system")?;
+        if let Some(cluster) = &cluster {
+            cluster.start(runtime.directory().clone()).await;
+        }
+        let state = AppState::new(runtime.directory().clone(), cluster, auth, settings.clone());
         bootstrap_admin(&state).await?;
         if settings.demo.enabled
             && let Some(event) = crate::demo::seed(&state).await.context("seeding demo data")?
         {
             tracing::info!(event_id = %event, "demo event on sale: GET /api/v1/events/{event}");
         }
-        let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
         Ok(Self {
             listener,
             router: router(state.clone()),
@@ -107,11 +129,19 @@ impl Application {
         state.start_draining();
         let _ = stop_tx.send(());
         let deadline = tokio::time::Instant::now() + shutdown_deadline;
+        // Hand the shards off while in-flight requests finish: those for events of this
+        // node are answered `Moving` once its actors stop, and rerouted to the next owner.
+        let leaving = state.cluster().cloned().map(|cluster| tokio::spawn(async move { cluster.leave().await }));
         match tokio::time::timeout_at(deadline, server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "server error during shutdown"),
             Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish before the deadline"),
+        }
+        if let Some(leaving) = leaving
+            && tokio::time::timeout_at(deadline, leaving).await.is_err()
+        {
+            tracing::warn!("shards not handed off before the deadline; their leases will lapse");
         }
         if tokio::time::timeout_at(deadline, runtime.shutdown()).await.is_err() {
             anyhow::bail!("the write-behind journal was not flushed before the shutdown deadline");
@@ -131,9 +161,13 @@ fn router(state: AppState) -> Router {
         .merge(api)
         .merge(crate::openapi::router(doc))
         .merge(routes::health::router())
+        .merge(routes::internal::router())
         .route("/metrics", axum::routing::get(crate::metrics::serve))
         .fallback(|| async { ApiError::NotFound { what: "route" } })
-        .with_state(state)
+        .with_state(state.clone())
+        // Innermost: a request for another node's event is forwarded there with its body
+        // buffered, inside the timeout, the request id, tracing and the HTTP metrics.
+        .layer(axum::middleware::from_fn_with_state(state, crate::forward::reroute))
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -177,9 +211,14 @@ async fn bootstrap_admin(state: &AppState) -> anyhow::Result<()> {
         (auth.admin_password.clone(), false)
     };
     let email = auth.admin_email.trim().to_lowercase();
-    crate::routes::auth::create_user(state, email.clone(), password.clone(), "Administrator".into(), Role::Admin)
+    match crate::routes::auth::create_user(state, email.clone(), password.clone(), "Administrator".into(), Role::Admin)
         .await
-        .map_err(|e| anyhow::anyhow!("creating the admin account: {e}"))?;
+    {
+        Ok(_) => {}
+        // Another node of the cluster created it first.
+        Err(ApiError::Conflict { .. }) => return Ok(()),
+        Err(e) => anyhow::bail!("creating the admin account: {e}"),
+    }
     if generated {
         // Printed, not logged: it must not end up in a log pipeline.
         println!("Admin account created: {email} / {password}  (shown once; set auth.admin_password to choose it)");

@@ -7,6 +7,7 @@ use crate::settings::Settings;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tiketi_actors::{Directory, EventHandle};
+use tiketi_cluster::Cluster;
 use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp};
 use tiketi_persistence::Store;
 use tokio::sync::{Semaphore, watch};
@@ -19,6 +20,10 @@ pub struct AppState {
 
 struct Inner {
     directory: Directory,
+    /// This node's membership of the cluster, when it is one of several.
+    cluster: Option<Cluster>,
+    /// Pooled connections to the other nodes, for forwarded requests.
+    http: reqwest::Client,
     auth: AuthKeys,
     settings: Settings,
     draining: watch::Sender<bool>,
@@ -55,11 +60,17 @@ impl AppState {
     }
 
     /// Assembles the state.
-    pub fn new(directory: Directory, auth: AuthKeys, settings: Settings) -> Self {
+    pub fn new(directory: Directory, cluster: Option<Cluster>, auth: AuthKeys, settings: Settings) -> Self {
         Self {
             inner: Arc::new(Inner {
-                metrics: Metrics::new(&directory),
+                metrics: Metrics::new(&directory, cluster.as_ref()),
                 directory,
+                cluster,
+                http: reqwest::Client::builder()
+                    .pool_max_idle_per_host(256)
+                    .tcp_nodelay(true)
+                    .build()
+                    .expect("an HTTP client without TLS always builds"),
                 auth,
                 ws_slots: Arc::new(Semaphore::new(settings.stream.max_connections)),
                 settings,
@@ -93,6 +104,16 @@ impl AppState {
     /// The directory of event actors.
     pub fn directory(&self) -> &Directory {
         &self.inner.directory
+    }
+
+    /// This node's membership of the cluster, if it is one of several.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// The client forwarded requests go out on.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.inner.http
     }
 
     /// The event's actor, activated if needed.

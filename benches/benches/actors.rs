@@ -134,7 +134,7 @@ impl Live {
         let store = Arc::new(MemoryStore::new());
         store.create_event(record).await.expect("the event is stored");
         let clock = Clock::starting_at(NOW);
-        let runtime = Runtime::start(store, JournalConfig::default(), ActorConfig::default(), clock)
+        let runtime = Runtime::start(store, JournalConfig::default(), ActorConfig::default(), clock, None)
             .await
             .expect("the actor runtime starts");
         let handle = runtime.directory().get(GA_EVENT).await.expect("the event's actor activates");

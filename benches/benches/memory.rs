@@ -66,9 +66,10 @@ fn main() {
         for n in 0..EVENTS {
             store.create_event(record(n, now)).await.expect("event created");
         }
-        let actors = Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system())
-            .await
-            .expect("the actor runtime starts");
+        let actors =
+            Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system(), None)
+                .await
+                .expect("the actor runtime starts");
         let directory = actors.directory().clone();
         let base = resident_bytes();
         println!(

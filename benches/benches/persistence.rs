@@ -375,6 +375,7 @@ async fn activation(store: &Arc<dyn Store>, users: &[UserId]) -> ActivationResul
         let confirmed = engine.confirm(id, now).expect("a fresh hold confirms").expect("changes");
         entries.push(JournalEntry {
             event: record.id,
+            fence: None,
             changes: confirmed,
             idempotency: Vec::new(),
             event_record: None,
@@ -391,9 +392,10 @@ async fn activation(store: &Arc<dyn Store>, users: &[UserId]) -> ActivationResul
     let counts = engine.counts();
     assert_eq!((counts.sold, counts.held), (SOLD, HELD), "the intended mix");
 
-    let runtime = Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system())
-        .await
-        .expect("runtime starts");
+    let runtime =
+        Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system(), None)
+            .await
+            .expect("runtime starts");
     let directory = runtime.directory();
     let mut times = Vec::new();
     for _ in 0..=RUNS {
@@ -778,7 +780,14 @@ fn hold_entry(
     let req =
         HoldRequest { id: ReservationId(Uuid::new_v4()), user: users[i % users.len()], selection, admitted: false };
     let changes = engine.hold(req, now).expect("the seats are free");
-    JournalEntry { event: engine.event(), changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
+    JournalEntry {
+        event: engine.event(),
+        fence: None,
+        changes,
+        idempotency: Vec::new(),
+        event_record: None,
+        audit: Vec::new(),
+    }
 }
 
 fn reservation_of(entry: &JournalEntry) -> ReservationId {

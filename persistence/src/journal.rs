@@ -15,7 +15,7 @@ mod metrics;
 
 pub use metrics::{JournalMetrics, OutcomeLabels};
 
-use crate::records::JournalEntry;
+use crate::records::{Fence, JournalEntry};
 use crate::store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl Default for JournalConfig {
 }
 
 /// Counters the flusher keeps; read by metrics and the admin endpoints.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JournalStats {
     /// Change sets handed to the journal.
     pub sent: AtomicU64,
@@ -70,8 +70,35 @@ pub struct JournalStats {
     /// Entries dropped because the store refused them permanently (a bug or a fenced
     /// write; logged at error level).
     pub rejected: AtomicU64,
+    /// Of those, entries refused by the fencing check: written under a shard epoch that
+    /// another node had moved on from.
+    pub fenced: AtomicU64,
+    /// Told the shards of every fenced batch, so the node stops serving them.
+    fenced_tx: tokio::sync::broadcast::Sender<Vec<u16>>,
     /// Woken after every batch.
     done: tokio::sync::Notify,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        Self {
+            sent: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            entries: AtomicU64::default(),
+            failures: AtomicU64::default(),
+            rejected: AtomicU64::default(),
+            fenced: AtomicU64::default(),
+            fenced_tx: tokio::sync::broadcast::channel(64).0,
+            done: tokio::sync::Notify::default(),
+        }
+    }
+}
+
+impl JournalStats {
+    /// The shards of every batch the fencing check refuses from now on.
+    pub fn fenced_shards(&self) -> tokio::sync::broadcast::Receiver<Vec<u16>> {
+        self.fenced_tx.subscribe()
+    }
 }
 
 /// The journal is full: the store is behind by `capacity` change sets.
@@ -216,6 +243,7 @@ impl Flusher {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.config.max_backoff);
                 }
+                Err(StoreError::Fenced(stale)) => return Box::pin(self.commit_unfenced(batch, &stale)).await,
                 Err(e) => {
                     // A permanent refusal of the batch: isolate the entries at fault so one
                     // bad entry cannot hold every event's durability hostage.
@@ -224,6 +252,22 @@ impl Flusher {
                 }
             }
         }
+    }
+
+    /// Drops the entries written under stale fences (the fencing check refused them: this
+    /// node is a zombie for those shards at those epochs) and commits the rest.
+    async fn commit_unfenced(&self, batch: &[JournalEntry], stale: &[Fence]) -> (Vec<(EventId, u64)>, Vec<usize>) {
+        let is_fenced = |e: &JournalEntry| e.fence.is_some_and(|f| stale.contains(&f));
+        let (fenced, kept): (Vec<usize>, Vec<usize>) = (0..batch.len()).partition(|&i| is_fenced(&batch[i]));
+        tracing::error!(?stale, entries = fenced.len(), "journal entries fenced: another node owns their shards now");
+        self.stats.fenced.fetch_add(fenced.len() as u64, Ordering::Relaxed);
+        self.stats.rejected.fetch_add(fenced.len() as u64, Ordering::Release);
+        let _ = self.stats.fenced_tx.send(stale.iter().map(|f| f.shard).collect());
+        let rest: Vec<JournalEntry> = kept.iter().map(|&i| batch[i].clone()).collect();
+        let (committed, rejected) = if rest.is_empty() { (Vec::new(), Vec::new()) } else { self.commit(&rest).await };
+        let mut all_rejected = fenced;
+        all_rejected.extend(rejected.into_iter().map(|i| kept[i]));
+        (committed, all_rejected)
     }
 
     async fn commit_each(&self, batch: &[JournalEntry]) -> (Vec<(EventId, u64)>, Vec<usize>) {
@@ -246,6 +290,10 @@ impl Flusher {
                     }
                     Err(e) => {
                         rejected.push(i);
+                        if let StoreError::Fenced(stale) = &e {
+                            self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                            let _ = self.stats.fenced_tx.send(stale.iter().map(|f| f.shard).collect());
+                        }
                         self.stats.rejected.fetch_add(1, Ordering::Release);
                         tracing::error!(error = %e, event_id = %entry.event, seq = entry.changes.seq, "journal entry rejected");
                         break;

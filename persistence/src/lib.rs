@@ -15,9 +15,10 @@ mod store;
 
 pub use memory::MemoryStore;
 pub use postgres::PgStore;
+pub use postgres::cluster::{Heartbeat, Member, ShardRow};
 pub use records::{
-    AuditRecord, EventFilter, EventRecord, EventSnapshot, IdempotencyRecord, JournalEntry, LayoutRecord, NewUser, Page,
-    RefreshTokenRecord, ReservationFilter, Role, StoredOutcome, UserRecord,
+    AuditRecord, EventFilter, EventRecord, EventSnapshot, Fence, IdempotencyRecord, JournalEntry, LayoutRecord,
+    NewUser, Page, RefreshTokenRecord, ReservationFilter, Role, StoredOutcome, UserRecord,
 };
 pub use reports::{
     DayRange, DayRangeError, DayReport, EventCounts, EventReport, Funnel, MAX_REPORT_DAYS, OverviewReport,

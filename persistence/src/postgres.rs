@@ -7,6 +7,7 @@
 //! reservation, `CHECK`s keep GA counters within capacity.
 
 mod append;
+pub mod cluster;
 mod reports;
 mod rows;
 

@@ -249,11 +249,24 @@ pub struct IdempotencyRecord {
     pub created_at: Timestamp,
 }
 
+/// The fencing token an entry was decided under in a cluster: the event's shard and the
+/// epoch at which the writing node took it. The store refuses the entry unless the shard's
+/// epoch is still this one, so a node that lost the shard cannot write to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fence {
+    /// The virtual shard of the event.
+    pub shard: u16,
+    /// The epoch the writer holds it at.
+    pub epoch: u64,
+}
+
 /// One unit of the write-behind journal: an event's change set and what rides with it.
 #[derive(Debug, Clone)]
 pub struct JournalEntry {
     /// The event.
     pub event: EventId,
+    /// The shard epoch the writer holds (a cluster node); `None` on a single node.
+    pub fence: Option<Fence>,
     /// The engine's changes (may be empty when only records ride).
     pub changes: ChangeSet,
     /// Idempotency records decided with these changes.

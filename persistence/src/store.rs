@@ -20,6 +20,11 @@ pub enum StoreError {
     /// The store cannot be reached or failed; the operation may be retried.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// A journal batch carried entries written under these fences (shard, epoch), whose
+    /// shards another node has taken since. Nothing of the batch was written; its other
+    /// entries may be retried.
+    #[error("fenced: {0:?} are stale, another node owns those shards now")]
+    Fenced(Vec<crate::records::Fence>),
 }
 
 /// Everything Tiketi keeps. Event state is written only through [`Store::append`], by the

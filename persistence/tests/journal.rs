@@ -38,12 +38,15 @@ fn event_record() -> EventRecord {
 }
 
 fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
-    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
+    JournalEntry { event, fence: None, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
 }
 
 fn hold(engine: &mut EventEngine, quantity: u32, now: Timestamp) -> (ReservationId, ChangeSet) {
+    hold_for(engine, UserId(Uuid::new_v4()), quantity, now)
+}
+
+fn hold_for(engine: &mut EventEngine, user: UserId, quantity: u32, now: Timestamp) -> (ReservationId, ChangeSet) {
     let id = ReservationId(Uuid::new_v4());
-    let user = UserId(Uuid::new_v4());
     let selection = Selection::BestAvailable { quantity, section: None, adjacent: true };
     (id, engine.hold(HoldRequest { id, user, selection, admitted: false }, now).unwrap())
 }
@@ -123,4 +126,55 @@ async fn a_rejected_change_set_is_not_counted_and_leaves_no_backlog() {
     assert_eq!(sample(&text, "backlog", ""), 0.0);
     assert_eq!(sample(&text, "lag_seconds_count", ""), 0.0);
     assert_eq!(sample(&text, "batch_size_count", ""), 1.0);
+}
+
+/// A batch with entries of a shard another node took: those entries are dropped (counted as
+/// fenced, the shard announced), the others commit, and only the others are reported.
+#[tokio::test]
+async fn fenced_entries_are_dropped_and_announced_while_the_rest_of_the_batch_commits() {
+    let pg = tiketi_persistence::PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
+    pg.migrate().await.unwrap();
+    let lease = Duration::from_secs(30);
+    pg.join_cluster("old", "http://old").await.unwrap();
+    pg.join_cluster("new", "http://new").await.unwrap();
+    let stale = pg.acquire_shards("old", &[3], lease).await.unwrap()[0].1;
+    pg.release_shards("old", &[(3, stale)]).await.unwrap();
+    let current = pg.acquire_shards("new", &[3], lease).await.unwrap()[0].1;
+    let store: Arc<dyn Store> = Arc::new(pg);
+    let (zombie, owned) = (event_record(), event_record());
+    store.create_event(zombie.clone()).await.unwrap();
+    store.create_event(owned.clone()).await.unwrap();
+    let committed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let on_commit = {
+        let committed = committed.clone();
+        Arc::new(move |seqs: &[(EventId, u64)]| committed.lock().unwrap().extend_from_slice(seqs))
+    };
+    let (journal, _flusher) = Journal::spawn(store.clone(), JournalConfig::default(), on_commit);
+    let mut announced = journal.stats().fenced_shards();
+    let engine = |r: &EventRecord| {
+        EventEngine::new(r.id, r.rules(), SeatMap::new(r.layout.as_ref().unwrap()).unwrap(), vec![], T0)
+    };
+    let buyer = tiketi_persistence::NewUser {
+        email: "fenced@example.com".into(),
+        password_hash: "x".into(),
+        name: "B".into(),
+        role: tiketi_persistence::Role::User,
+        created_at: T0,
+    };
+    let buyer = store.create_user(buyer).await.unwrap().id;
+    let (lost, cs) = hold_for(&mut engine(&zombie), buyer, 1, T0);
+    let fence = |epoch| Some(tiketi_persistence::Fence { shard: 3, epoch });
+    // Queued together, so they ride one batch.
+    let (first, second) = (journal.try_reserve().unwrap(), journal.try_reserve().unwrap());
+    first.send(JournalEntry { fence: fence(stale), ..entry(zombie.id, cs) });
+    let (kept, cs) = hold_for(&mut engine(&owned), buyer, 1, T0);
+    second.send(JournalEntry { fence: fence(current), ..entry(owned.id, cs) });
+    journal.flushed().await;
+
+    assert_eq!(announced.recv().await.unwrap(), vec![3]);
+    assert_eq!(journal.stats().fenced.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(store.reservation(lost).await.unwrap().is_none(), "the zombie's hold was written");
+    assert!(store.reservation(kept).await.unwrap().is_some(), "the owner's hold was dropped with it");
+    let committed = committed.lock().unwrap().clone();
+    assert_eq!(committed, vec![(owned.id, 1)], "only the owner's change set is reported committed");
 }

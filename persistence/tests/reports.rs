@@ -102,6 +102,7 @@ impl Script {
         let event = self.engine.event();
         self.pending.push(JournalEntry {
             event,
+            fence: None,
             changes,
             idempotency: Vec::new(),
             event_record: None,

@@ -70,7 +70,7 @@ fn engine_for(record: &EventRecord) -> EventEngine {
 }
 
 fn entry(event: EventId, changes: ChangeSet) -> JournalEntry {
-    JournalEntry { event, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
+    JournalEntry { event, fence: None, changes, idempotency: Vec::new(), event_record: None, audit: Vec::new() }
 }
 
 fn hold(engine: &mut EventEngine, user: UserId, selection: Selection, now: Timestamp) -> (ReservationId, ChangeSet) {
@@ -426,6 +426,84 @@ async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
 #[tokio::test]
 async fn migrations_are_applied_once() {
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 4);
+    assert_eq!(store.migrate().await.unwrap().len(), 5);
     assert!(store.migrate().await.unwrap().is_empty());
+}
+
+/// Two nodes and one shard, on the database clock: a live lease keeps the shard from the
+/// other node, a lapsed one lets it take the shard at the next epoch, and the first node's
+/// renewal then fails (it learns it lost the shard).
+#[tokio::test]
+async fn a_shard_is_taken_only_when_free_and_every_take_raises_its_epoch() {
+    let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
+    store.migrate().await.unwrap();
+    let lease = Duration::from_millis(300);
+    store.join_cluster("a", "http://a").await.unwrap();
+    store.join_cluster("b", "http://b").await.unwrap();
+    assert_eq!(store.acquire_shards("a", &[7, 8], lease).await.unwrap(), vec![(7, 1), (8, 1)]);
+    assert!(store.acquire_shards("b", &[7], lease).await.unwrap().is_empty(), "a live lease is not taken");
+    let beat = store.heartbeat("a", &[(7, 1), (8, 1)], lease, 2).await.unwrap();
+    assert_eq!(beat.renewed.len(), 2);
+    assert_eq!(beat.members.iter().filter(|m| m.alive).count(), 2);
+    assert_eq!(beat.shards.len(), 256);
+    assert_eq!(beat.shards[7].owner.as_deref(), Some("a"));
+    // Released: free at once. Lapsed: free after the lease.
+    assert_eq!(store.release_shards("a", &[(8, 1)]).await.unwrap(), 1);
+    assert_eq!(store.acquire_shards("b", &[8], lease).await.unwrap(), vec![(8, 2)]);
+    tokio::time::sleep(lease + Duration::from_millis(100)).await;
+    assert_eq!(store.acquire_shards("b", &[7], lease).await.unwrap(), vec![(7, 2)]);
+    let beat = store.heartbeat("a", &[(7, 1)], lease, 0).await.unwrap();
+    assert!(beat.renewed.is_empty(), "a renewal at a stale epoch must fail");
+    // A member that stopped heartbeating is dead; one that left is gone.
+    let beat = store.heartbeat("b", &[(7, 2), (8, 2)], lease, 0).await.unwrap();
+    assert_eq!(beat.renewed.len(), 2);
+    assert!(beat.members.iter().any(|m| m.node_id == "a" && m.alive));
+    store.leave_cluster("a").await.unwrap();
+    store.forget_member("a").await.unwrap();
+    let beat = store.heartbeat("b", &[(7, 2), (8, 2)], lease, 0).await.unwrap();
+    assert_eq!(beat.members.iter().map(|m| m.node_id.as_str()).collect::<Vec<_>>(), vec!["b"]);
+    assert!(matches!(store.heartbeat("a", &[], lease, 0).await, Err(StoreError::NotFound)));
+}
+
+/// The fencing check: a batch written under a shard epoch another node has moved on from is
+/// refused whole, naming the shard, and nothing of it is written; under the current epoch
+/// the same change commits.
+#[tokio::test]
+async fn a_journal_batch_under_a_stale_epoch_is_refused_and_writes_nothing() {
+    let pg = PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
+    pg.migrate().await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(pg.clone());
+    let buyer = user(&*store, "fenced@example.com").await;
+    let record = event_record(LayoutSpec::grid(1, 1, 4, 10), 0);
+    store.create_event(record.clone()).await.unwrap();
+    let shard = 42;
+    let lease = Duration::from_secs(30);
+    pg.join_cluster("old", "http://old").await.unwrap();
+    pg.join_cluster("new", "http://new").await.unwrap();
+    let [(_, stale)] = pg.acquire_shards("old", &[shard], lease).await.unwrap()[..] else { panic!("taken") };
+    pg.release_shards("old", &[(shard, stale)]).await.unwrap();
+    let [(_, current)] = pg.acquire_shards("new", &[shard], lease).await.unwrap()[..] else { panic!("taken") };
+    assert_eq!(current, stale + 1);
+
+    let mut engine = engine_for(&record);
+    let seat = engine.resolve_seats(&["S1-A-1"]).unwrap();
+    let (id, changes) = hold(&mut engine, buyer, Selection::Seats(seat), T0);
+    let fenced = |epoch| JournalEntry {
+        fence: Some(tiketi_persistence::Fence { shard, epoch }),
+        ..entry(record.id, changes.clone())
+    };
+    // Another event's entry, unfenced, in the same batch: rolled back with it.
+    let other = event_record(LayoutSpec::grid(1, 1, 2, 10), 0);
+    store.create_event(other.clone()).await.unwrap();
+    let mut other_engine = engine_for(&other);
+    let other_seat = other_engine.resolve_seats(&["S1-A-1"]).unwrap();
+    let (other_id, other_changes) = hold(&mut other_engine, buyer, Selection::Seats(other_seat), T0);
+    let err = store.append(&[entry(other.id, other_changes), fenced(stale)]).await.unwrap_err();
+    let stale_fence = tiketi_persistence::Fence { shard, epoch: stale };
+    assert!(matches!(err, StoreError::Fenced(ref fences) if fences == &[stale_fence]), "{err:?}");
+    assert!(store.reservation(id).await.unwrap().is_none(), "a fenced batch wrote its hold");
+    assert!(store.reservation(other_id).await.unwrap().is_none(), "a fenced batch is rolled back whole");
+
+    store.append(&[fenced(current)]).await.unwrap();
+    assert_eq!(store.reservation(id).await.unwrap().map(|r| r.status), Some(ReservationStatus::Held));
 }

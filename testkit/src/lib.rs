@@ -189,3 +189,79 @@ fn start_cluster() -> Cluster {
     Command::new("sh").args(["-c", &watchdog]).spawn().expect("start the cluster watchdog");
     Cluster { host: "127.0.0.1".into(), port, user: "postgres".into(), data_dir: Some(data), bin_dir: Some(bin) }
 }
+
+static REDIS: OnceLock<String> = OnceLock::new();
+
+/// The URL of a throwaway Redis server shared by this test process (`redis-server` from
+/// the machine, on a free loopback port, nothing persisted), started on first use and
+/// stopped by a watchdog when the test process exits. Set `TIKETI_TEST_REDIS_URL` to use
+/// an existing server instead.
+pub fn redis() -> &'static str {
+    REDIS.get_or_init(|| match std::env::var("TIKETI_TEST_REDIS_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let server = RedisServer::start();
+            let watchdog = format!(
+                "while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill {server} 2>/dev/null",
+                pid = std::process::id(),
+                server = server.child.id(),
+            );
+            #[allow(clippy::zombie_processes)]
+            Command::new("sh").args(["-c", &watchdog]).spawn().expect("start the redis watchdog");
+            let url = server.url();
+            // The watchdog stops it, not this handle.
+            std::mem::forget(server);
+            url
+        }
+    })
+}
+
+/// A `redis-server` of a test's own (one it may stop and start again), on a loopback port,
+/// nothing persisted; killed on drop. Fails the test if `redis-server` is not installed
+/// (`scripts/test.sh` installs it): never a skip.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it listens.
+    pub fn start() -> Self {
+        Self::on(free_port())
+    }
+
+    /// Starts one on `port` (e.g. again, after [`Drop`]) and waits until it listens.
+    pub fn on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting redis-server (apt-get install redis-server, or run scripts/test.sh): {e}")
+            });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not listen on {port} within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

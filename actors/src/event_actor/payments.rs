@@ -25,7 +25,7 @@ pub(super) struct PendingKey {
 impl EventState {
     /// A handle to this actor, for the tasks that call the provider.
     fn handle(&self, myself: &ActorRef<Envelope>) -> EventHandle {
-        EventHandle::new(self.record.id, myself.clone(), self.config.clone())
+        EventHandle::new(self.record.id, myself.clone(), self.config.clone(), self.fence)
     }
 
     /// Answers a repeated idempotent payment request, or refuses a key still in flight;

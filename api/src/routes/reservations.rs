@@ -152,6 +152,14 @@ pub(crate) async fn stored_reservation(
     if let Some(r) = state.store().reservation(id).await? {
         return Ok(Some(r));
     }
+    // Not in the store yet: it may be a hold this node's journal has not committed, or, in
+    // a cluster, one the owner of its shard decided; only the owner can wait for it.
+    if let Some(cluster) = state.cluster() {
+        let shard = tiketi_cluster::shard_of_reservation(id);
+        if cluster.shard_fence(shard).is_none() {
+            return Err(ApiError::Moving(shard));
+        }
+    }
     caught_up(state).await;
     Ok(state.store().reservation(id).await?)
 }
@@ -203,7 +211,13 @@ async fn create_reservation(
     };
     let idempotency = idempotency(&state, user.id, key, print).await?;
     let handle = state.event(EventId(event)).await?;
-    let cmd = HoldCmd { id: ReservationId(Uuid::new_v4()), user: user.id, selection, idempotency, admitted };
+    let cmd = HoldCmd {
+        id: tiketi_cluster::new_reservation_id(EventId(event)),
+        user: user.id,
+        selection,
+        idempotency,
+        admitted,
+    };
     let reservation = handle.hold(cmd).await.map_err(|e| match e {
         tiketi_actors::ActorError::Engine(tiketi_engine::EngineError::InvalidQuantity { max }) => {
             ApiError::invalid(quantity_field, format!("must be between 1 and {max} per reservation"))

@@ -11,6 +11,12 @@
 //! or a snapshot), and one that needs more than `stream.max_resyncs_per_minute` resyncs, or
 //! does not take a message within `stream.send_timeout_ms`, is closed. Both are counted in
 //! `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
+//!
+//! In a cluster a connection is served by the node it reached, whichever owns the event
+//! ([`source`]): an event of another node is followed through Redis, with the owner's seqs,
+//! and the connection follows the event wherever it moves.
+
+mod source;
 
 use crate::error::ApiError;
 use crate::extract::ApiPath;
@@ -23,12 +29,12 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
+use source::{Frames, Source, Subscribed};
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
-use tiketi_actors::{EventHandle, Frame, Notice, Resume, Start, Subscription};
+use tiketi_actors::{Frame, Notice, Resume};
+use tiketi_cluster::fanout::{StartPoint, StreamStart};
 use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
-use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use utoipa::IntoParams;
@@ -94,12 +100,19 @@ pub async fn subscribe(
         Some(token) => Some(state.auth().verify_access(token)?.id),
         None => None,
     };
-    let handle = state.event(EventId(event)).await?;
+    let event = EventId(event);
+    let source = Source::locate(&state, event).await?;
     let Some(slot) = state.ws_slot() else {
         state.metrics().ws.refused.inc();
         return Err(ApiError::Unavailable("too many live-stream connections".into(), Duration::from_secs(5)));
     };
     let resume = query.since.map(|since| Resume { since, stream: query.stream });
+    // Another node's event is subscribed to before the upgrade, so that an unknown one is a
+    // 404 (its owner says so), as it is for this node's.
+    let first = match &source {
+        Source::Remote(_) => Some(source.subscribe(&state, event, resume).await?),
+        Source::Local(_) => None,
+    };
     let limits = &state.settings().stream;
     // Clients send a few small messages; a small read buffer keeps ten thousand idle
     // connections cheap (the default 128 KiB is allocated, and cleared on every poll).
@@ -111,8 +124,8 @@ pub async fn subscribe(
         let _slot = slot;
         let metrics = &state.metrics().ws;
         metrics.connections.inc();
-        let mut connection = Connection::new(state.clone(), handle, socket, user);
-        if let Err(Some(reason)) = connection.run(resume).await {
+        let mut connection = Connection::new(state.clone(), event, source, socket, user);
+        if let Err(Some(reason)) = connection.run(resume, first).await {
             state.metrics().ws.dropped.get_or_create(&DropLabels { reason }).inc();
         }
         state.metrics().ws.connections.dec();
@@ -125,7 +138,9 @@ type DropReason = Option<&'static str>;
 
 struct Connection {
     state: AppState,
-    handle: EventHandle,
+    event: EventId,
+    /// Where the event lives, as of the last (re)subscription.
+    source: Source,
     socket: WebSocket,
     user: Option<UserId>,
     /// The seq of the last frame sent.
@@ -138,11 +153,12 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: AppState, handle: EventHandle, socket: WebSocket, user: Option<UserId>) -> Self {
+    fn new(state: AppState, event: EventId, source: Source, socket: WebSocket, user: Option<UserId>) -> Self {
         let send_timeout = Duration::from_millis(state.settings().stream.send_timeout_ms);
         Self {
             state,
-            handle,
+            event,
+            source,
             socket,
             user,
             seq: 0,
@@ -153,9 +169,13 @@ impl Connection {
         }
     }
 
-    /// Serves the connection until the client leaves (`Ok`) or the server drops it.
-    async fn run(&mut self, resume: Option<Resume>) -> Result<(), DropReason> {
-        let mut frames = self.start(resume).await?;
+    /// Serves the connection, from `first` if it was subscribed already, until the client
+    /// leaves (`Ok`) or the server drops it.
+    async fn run(&mut self, resume: Option<Resume>, first: Option<Subscribed>) -> Result<(), DropReason> {
+        let mut frames = match first {
+            Some(subscribed) => self.begin(subscribed).await?,
+            None => self.start(resume).await?,
+        };
         let mut draining = self.state.draining();
         let queue_every = Duration::from_secs(self.state.settings().stream.queue_update_secs.max(1));
         let mut queue_tick = tokio::time::interval_at(Instant::now() + queue_every, queue_every);
@@ -207,7 +227,7 @@ impl Connection {
 
     /// The connection fell behind the event's channel: resync it (replay or snapshot),
     /// or drop it if it keeps falling behind.
-    async fn resync(&mut self) -> Result<Receiver<Arc<Frame>>, DropReason> {
+    async fn resync(&mut self) -> Result<Frames, DropReason> {
         self.state.metrics().ws.resyncs.inc();
         if self.too_slow() {
             self.close(close_code::AGAIN, "too slow: resynced too often").await;
@@ -216,15 +236,16 @@ impl Connection {
         self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
     }
 
-    /// The event's actor stopped (passivated, moved, restarted): follow the new one from
-    /// where this connection is.
-    async fn follow(&mut self) -> Result<Receiver<Arc<Frame>>, DropReason> {
+    /// The event's actor stopped (passivated, moved, restarted), or the event's frames from
+    /// another node broke off: follow it again, wherever it lives now, from where this
+    /// connection is.
+    async fn follow(&mut self) -> Result<Frames, DropReason> {
         if self.state.is_draining() {
             self.close(close_code::AWAY, "server shutting down").await;
             return Err(Some("shutdown"));
         }
-        self.handle = match self.state.event(self.handle.event()).await {
-            Ok(handle) => handle,
+        self.source = match Source::locate(&self.state, self.event).await {
+            Ok(source) => source,
             Err(_) => {
                 self.close(close_code::AGAIN, "event unavailable").await;
                 return Err(Some("unavailable"));
@@ -234,24 +255,29 @@ impl Connection {
     }
 
     /// Subscribes (from `resume` or a snapshot) and sends the starting frames.
-    async fn start(&mut self, resume: Option<Resume>) -> Result<Receiver<Arc<Frame>>, DropReason> {
-        let Subscription { stream, start, frames } = match self.handle.subscribe(resume).await {
-            Ok(s) => s,
-            Err(_) => {
-                self.close(close_code::AGAIN, "event unavailable").await;
-                return Err(Some("unavailable"));
-            }
+    async fn start(&mut self, resume: Option<Resume>) -> Result<Frames, DropReason> {
+        let Ok(subscribed) = self.source.subscribe(&self.state, self.event, resume).await else {
+            self.close(close_code::AGAIN, "event unavailable").await;
+            return Err(Some("unavailable"));
         };
+        self.begin(subscribed).await
+    }
+
+    /// Sends a subscription's starting frames; the frames after them follow.
+    async fn begin(&mut self, subscribed: Subscribed) -> Result<Frames, DropReason> {
+        let Subscribed { start: StreamStart { stream, seq, start }, frames } = subscribed;
         self.stream = stream;
         match start {
-            Start::Snapshot(snapshot) => {
-                self.seq = snapshot.seq;
-                self.send_bytes(snapshot.message()).await?;
+            StartPoint::Snapshot(message) => {
+                self.seq = seq;
+                self.send_bytes(message).await?;
             }
-            Start::Replay(missed) => {
+            StartPoint::Replay(missed) => {
                 for frame in &missed {
                     self.send_frame(frame).await?;
                 }
+                // Frames from another node may include some from before the start point.
+                self.seq = self.seq.max(seq);
             }
         }
         self.flush().await?;
@@ -351,7 +377,7 @@ impl Connection {
     /// the buyer's heartbeat: a waiting buyer with the stream open stays in line.
     async fn queue_update(&mut self) -> Result<(), DropReason> {
         let Some(user) = self.user else { return Ok(()) };
-        let Ok(standing) = self.handle.queue_status(user).await else { return Ok(()) };
+        let Ok(standing) = self.source.queue_status(&self.state, self.event, user).await else { return Ok(()) };
         let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
         let message = match standing {
             QueueStanding::NotQueued => return Ok(()),
@@ -377,7 +403,7 @@ impl Connection {
         if self.admitted_until == Some(until) {
             return None;
         }
-        let token = self.state.auth().issue_admission(user, self.handle.event(), until).ok()?;
+        let token = self.state.auth().issue_admission(user, self.event, until).ok()?;
         self.admitted_until = Some(until);
         Some(json!({ "type": "admitted", "admissionToken": token, "admittedUntilMs": until.millis() }))
     }

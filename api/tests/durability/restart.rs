@@ -116,6 +116,7 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
     let mut ended = Vec::new();
     let entry = |changes| JournalEntry {
         event: record.id,
+        fence: None,
         changes,
         idempotency: Vec::new(),
         event_record: None,
@@ -161,7 +162,9 @@ async fn a_hundred_thousand_seat_event_reloads_with_identical_state() {
     println!("wrote {} change sets in batches of {BATCH} in {:?}", entries.len(), started.elapsed());
 
     let runtime =
-        Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system()).await.unwrap();
+        Runtime::start(store.clone(), JournalConfig::default(), ActorConfig::default(), Clock::system(), None)
+            .await
+            .unwrap();
     let started = Instant::now();
     let handle = runtime.directory().get(record.id).await.unwrap();
     let activation = started.elapsed();

@@ -1,5 +1,7 @@
-//! Support for the durability tests: a tiny seeded PRNG, the real `tiketi` binary as a
-//! child process, a direct PostgreSQL connection, and polling with a deadline.
+//! Support for the durability and cluster tests: a tiny seeded PRNG, the real `tiketi`
+//! binary as a child process, a direct PostgreSQL connection, and polling with a deadline.
+// Shared by two test binaries (`durability`, `cluster`); each uses part of it.
+#![allow(dead_code)]
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -142,6 +144,29 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
+    }
+
+    /// The server's process id (for signals other than SIGKILL).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`, `CONT`, ...) to the server.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {}", self.pid());
+    }
+
+    /// Waits up to `limit` for the server to exit by itself; its exit status.
+    pub async fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return status;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "tiketi did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no drain, no flush, nothing.

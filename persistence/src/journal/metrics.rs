@@ -125,6 +125,16 @@ impl JournalMetrics {
             },
         );
         registry.register(
+            "fenced_writes",
+            "Change sets refused by the fencing check: written under a shard epoch another node had \
+             moved on from (this node was a zombie for that shard)",
+            StatsView {
+                stats: self.stats.clone(),
+                kind: MetricType::Counter,
+                read: |s| s.fenced.load(Ordering::Relaxed),
+            },
+        );
+        registry.register(
             "reservations",
             "Reservations by outcome, counted when the change set is durably committed (durable facts, \
              not attempts; trails the actors by at most one group commit)",

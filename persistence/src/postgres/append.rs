@@ -9,7 +9,7 @@
 
 use super::db_err;
 use super::rows::at;
-use crate::records::JournalEntry;
+use crate::records::{Fence, JournalEntry};
 use crate::store::StoreError;
 use std::collections::HashMap;
 use tiketi_engine::{
@@ -18,6 +18,36 @@ use tiketi_engine::{
 };
 use tokio_postgres::Transaction;
 use uuid::Uuid;
+
+/// The fencing check (DESIGN "Cluster"): the epochs of the shards this batch writes are read
+/// `FOR SHARE`, so a node taking one of them (which updates its row) waits for this
+/// transaction, and this one sees the epoch of any take that committed first. Entries
+/// written under another epoch than the shard's current one come from a node that lost the
+/// shard: the whole batch is refused (and rolled back by the caller) naming those fences.
+/// Rows are locked in shard order, the order in which nodes take shards, so the two never
+/// deadlock.
+async fn check_fences(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    let mut held: Vec<(u16, u64)> = entries.iter().filter_map(|e| e.fence).map(|f| (f.shard, f.epoch)).collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    held.sort_unstable();
+    held.dedup();
+    let mut shards: Vec<i32> = held.iter().map(|&(shard, _)| i32::from(shard)).collect();
+    shards.dedup();
+    let rows = tx
+        .query("SELECT shard, epoch FROM shard_owner WHERE shard = ANY($1) ORDER BY shard FOR SHARE", &[&shards])
+        .await
+        .map_err(db_err)?;
+    let current: HashMap<u16, u64> =
+        rows.iter().map(|r| (r.get::<_, i32>(0) as u16, r.get::<_, i64>(1) as u64)).collect();
+    let stale: Vec<Fence> = held
+        .iter()
+        .filter(|&&(shard, epoch)| current.get(&shard) != Some(&epoch))
+        .map(|&(shard, epoch)| Fence { shard, epoch })
+        .collect();
+    if stale.is_empty() { Ok(()) } else { Err(StoreError::Fenced(stale)) }
+}
 
 #[derive(Default)]
 struct Folded<'a> {
@@ -196,6 +226,7 @@ async fn apply_queue(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), StoreEr
 
 /// Writes `entries` inside `tx`.
 pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Result<(), StoreError> {
+    check_fences(tx, entries).await?;
     let f = fold(entries);
 
     // 1. Admin edits of event records (rare; one statement each).
