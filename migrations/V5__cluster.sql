@@ -17,7 +17,7 @@ CREATE TABLE cluster_members (
 
 -- The owner of each virtual shard (event id -> shard is a hash, the same on every node).
 -- Taking a shard increments its epoch: the fencing token. Every write-behind transaction
--- reads the epochs of the shards it writes FOR SHARE and rolls back unless they are the
+-- reads the epochs of the shards it writes FOR KEY SHARE and rolls back unless they are the
 -- epochs its writer holds, so a node that lost a shard (a zombie) cannot write to it,
 -- however late its writes arrive. `lease_until` is on the database clock; a shard whose
 -- lease lapsed, or that nobody owns, may be taken.

@@ -78,6 +78,10 @@ pub trait Placement: Send + Sync + 'static {
     /// The fence under which this node may serve the event now; `None` when another node
     /// owns the event's shard, or the shard is moving.
     fn fence(&self, event: EventId) -> Option<Fence>;
+    /// Whether this node still holds the shard at the fence's epoch with a running lease
+    /// (also while handing it off). An actor checks it before every command it decides, so
+    /// a request that got its handle just before the lease ran out is not decided after.
+    fn holds(&self, fence: Fence) -> bool;
 }
 
 type Slot = Arc<OnceCell<EventHandle>>;
@@ -202,6 +206,7 @@ impl Directory {
         };
         let args = EventArgs {
             fence,
+            placement: self.inner.placement.clone(),
             snapshot,
             journal: self.inner.journal.clone(),
             clock: self.inner.clock,

@@ -180,6 +180,7 @@ impl EventMsg {
 /// What an event actor starts from.
 pub(crate) struct EventArgs {
     pub fence: Option<Fence>,
+    pub placement: Option<Arc<dyn crate::Placement>>,
     pub snapshot: EventSnapshot,
     pub journal: Journal,
     pub clock: Clock,
@@ -194,6 +195,8 @@ pub(crate) struct EventState {
     record: EventRecord,
     /// The shard epoch every journal entry is written under (in a cluster).
     fence: Option<Fence>,
+    /// Whether this node still holds that epoch's lease (in a cluster).
+    placement: Option<Arc<dyn crate::Placement>>,
     journal: Journal,
     clock: Clock,
     config: Arc<ActorConfig>,
@@ -243,7 +246,7 @@ impl Actor for EventActor {
     type Arguments = EventArgs;
 
     async fn pre_start(&self, myself: ActorRef<Envelope>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
-        let EventArgs { fence, snapshot, journal, clock, config } = args;
+        let EventArgs { fence, placement, snapshot, journal, clock, config } = args;
         let now = clock.now();
         let record = snapshot.event;
         let seats = match &record.layout {
@@ -289,6 +292,7 @@ impl Actor for EventActor {
             engine,
             record,
             fence,
+            placement,
             journal,
             clock,
             config,
@@ -339,6 +343,18 @@ impl Actor for EventActor {
         };
         let _entered = span.enter();
         state.stats.messages += 1;
+        // In a cluster: a command is decided only under a running lease. One that arrives
+        // after the lease ran out (a slow mailbox, a paused process) is not decided; the
+        // actor stops, and every caller still waiting is answered `Stopped` and rerouted
+        // to the shard's owner.
+        if msg.is_use()
+            && let (Some(placement), Some(fence)) = (&state.placement, state.fence)
+            && !placement.holds(fence)
+        {
+            tracing::warn!(shard = fence.shard, epoch = fence.epoch, "lease ended; stopping without deciding");
+            myself.stop(Some("shard lease ended".into()));
+            return Ok(());
+        }
         if msg.is_use() {
             state.stats.last_use = Instant::now();
         }

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, Method, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
@@ -82,15 +82,24 @@ pub async fn reroute(State(state): State<AppState>, request: Request, next: Next
         return strip(next.run(request).await);
     };
     // A WebSocket is served where it lands: Redis brings the owner's changes.
-    if request.headers().contains_key(header::UPGRADE) {
-        return next.run(request).await;
+    let websocket =
+        request.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket {
+        return strip(next.run(request).await);
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let limit = state.settings().server.body_limit_bytes;
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return ApiError::PayloadTooLarge.into_response();
     };
-    let hops = parts.headers.get(&HOPS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // Only another node may say how often a request was forwarded; a client's say is
+    // dropped (it could otherwise turn forwarding off, or see internal answers).
+    let hops = if state.from_peer(&parts.headers) {
+        parts.headers.get(&HOPS).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).unwrap_or(0)
+    } else {
+        parts.headers.remove(&HOPS);
+        0
+    };
     let buffered = Buffered {
         method: parts.method,
         uri: parts.uri,
@@ -117,6 +126,15 @@ pub async fn reroute(State(state): State<AppState>, request: Request, next: Next
     if hops == 0 { strip(response) } else { response }
 }
 
+impl Buffered {
+    /// Only the node the client called follows a moving shard (with backoff, within the
+    /// budget); a node a request was forwarded to tries once and otherwise says `REROUTE`,
+    /// so budgets never nest and a request is never carried out after its caller gave up.
+    fn follows_moves(&self) -> bool {
+        self.hops == 0
+    }
+}
+
 struct Forwarder<'a> {
     state: &'a AppState,
     cluster: &'a Cluster,
@@ -129,31 +147,34 @@ impl Forwarder<'_> {
     async fn reroute(&self, mut shard: u16, next: &Next) -> Response {
         let settings = &self.state.settings().cluster;
         let deadline = Instant::now() + Duration::from_millis(settings.reroute_budget_ms);
+        let forward_timeout = Duration::from_millis(settings.forward_timeout_ms);
         let mut backoff = Duration::from_millis(20);
         let metrics = &self.cluster.metrics().forwarded;
         loop {
             let response = match self.cluster.route_shard(shard) {
                 Route::Local(_) => Some(next.clone().run(self.buffered.request()).await),
-                Route::Remote { node, address } => match self.forward(&address).await {
-                    Ok(response) => Some(response),
-                    Err(Unsent::Refused(e)) => {
-                        tracing::debug!(%node, error = %e, "owner unreachable; rerouting");
-                        metrics.get_or_create(&outcome("unreachable")).inc();
-                        None
-                    }
-                    Err(Unsent::Lost(e)) => {
-                        metrics.get_or_create(&outcome("unreachable")).inc();
-                        if !self.buffered.repeatable() {
-                            tracing::warn!(%node, error = %e, "the owner did not answer a forwarded request");
-                            return ApiError::Unavailable(
-                                format!("node {node} did not answer: {e}"),
-                                Duration::from_secs(1),
-                            )
-                            .into_response();
+                Route::Remote { node, address } => {
+                    match self.forward(&address, forward_timeout.min(deadline - Instant::now())).await {
+                        Ok(response) => Some(response),
+                        Err(Unsent::Refused(e)) => {
+                            tracing::debug!(%node, error = %e, "owner unreachable; rerouting");
+                            metrics.get_or_create(&outcome("unreachable")).inc();
+                            None
                         }
-                        None
+                        Err(Unsent::Lost(e)) => {
+                            metrics.get_or_create(&outcome("unreachable")).inc();
+                            if !self.buffered.repeatable() {
+                                tracing::warn!(%node, error = %e, "the owner did not answer a forwarded request");
+                                return ApiError::Unavailable(
+                                    format!("node {node} did not answer: {e}"),
+                                    Duration::from_secs(1),
+                                )
+                                .into_response();
+                            }
+                            None
+                        }
                     }
-                },
+                }
                 Route::Moving => None,
             };
             if let Some(response) = response {
@@ -166,7 +187,7 @@ impl Forwarder<'_> {
                     None => return response,
                 }
             }
-            if Instant::now() + backoff >= deadline {
+            if !self.buffered.follows_moves() || Instant::now() + backoff >= deadline {
                 return ApiError::Moving(shard).into_response();
             }
             tokio::time::sleep(backoff).await;
@@ -175,7 +196,7 @@ impl Forwarder<'_> {
     }
 
     /// Sends the buffered request to `address` and buffers the answer.
-    async fn forward(&self, address: &str) -> Result<Response, Unsent> {
+    async fn forward(&self, address: &str, timeout: Duration) -> Result<Response, Unsent> {
         let b = self.buffered;
         let path = b.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut headers = b.headers.clone();
@@ -183,13 +204,15 @@ impl Forwarder<'_> {
             headers.remove(name);
         }
         headers.insert(HOPS, u16::from(b.hops.saturating_add(1)).into());
+        let key = HeaderValue::from_str(self.state.cluster_key()).expect("hex digits");
+        headers.insert(crate::routes::internal::CLUSTER_KEY, key);
         let sent = self
             .state
             .http_client()
             .request(b.method.clone(), format!("{address}{path}"))
             .headers(headers)
             .body(b.body.clone())
-            .timeout(Duration::from_millis(self.state.settings().cluster.forward_timeout_ms))
+            .timeout(timeout)
             .send()
             .await;
         let answer = match sent {

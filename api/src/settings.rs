@@ -314,6 +314,13 @@ impl Settings {
             if self.auth.jwt_secret.is_empty() {
                 return Err("auth.jwt_secret: required in a cluster (every node must verify every token)".into());
             }
+            let wildcard = matches!(self.server.host.as_str(), "0.0.0.0" | "::" | "[::]");
+            if c.advertise_url.trim().is_empty() && wildcard {
+                return Err(format!(
+                    "cluster.advertise_url: required when server.host is {} (other nodes cannot reach a wildcard)",
+                    self.server.host
+                ));
+            }
             if c.max_hops == 0 {
                 return Err("cluster.max_hops: must be at least 1".into());
             }

@@ -24,6 +24,8 @@ struct Inner {
     cluster: Option<Cluster>,
     /// Pooled connections to the other nodes, for forwarded requests.
     http: reqwest::Client,
+    /// What this node shows the others' internal routes, and checks on requests from them.
+    cluster_key: String,
     auth: AuthKeys,
     settings: Settings,
     draining: watch::Sender<bool>,
@@ -64,6 +66,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 metrics: Metrics::new(&directory, cluster.as_ref()),
+                cluster_key: crate::routes::internal::cluster_key(&settings),
                 directory,
                 cluster,
                 http: reqwest::Client::builder()
@@ -109,6 +112,17 @@ impl AppState {
     /// This node's membership of the cluster, if it is one of several.
     pub fn cluster(&self) -> Option<&Cluster> {
         self.inner.cluster.as_ref()
+    }
+
+    /// The key nodes of this cluster show each other (see [`crate::routes::internal`]).
+    pub fn cluster_key(&self) -> &str {
+        &self.inner.cluster_key
+    }
+
+    /// Whether a request comes from another node of the cluster (it shows the cluster key).
+    pub fn from_peer(&self, headers: &axum::http::HeaderMap) -> bool {
+        let shown = headers.get(&crate::routes::internal::CLUSTER_KEY).map_or(&[][..], |v| v.as_bytes());
+        self.inner.cluster.is_some() && crate::routes::internal::constant_time_eq(shown, self.cluster_key().as_bytes())
     }
 
     /// The client forwarded requests go out on.

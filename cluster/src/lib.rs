@@ -69,6 +69,9 @@ struct Inner {
     /// Wakes the heartbeat loop at once (a hint from Redis, a fenced write, leaving).
     wake: Notify,
     leaving: AtomicBool,
+    /// Held through every heartbeat round and through leaving, so the two never interleave
+    /// (a round taking shards while the node hands everything off).
+    rounds: tokio::sync::Mutex<()>,
     directory: OnceLock<Directory>,
     metrics: ClusterMetrics,
     hints: hints::Hints,
@@ -112,6 +115,7 @@ impl Cluster {
                 view: RwLock::default(),
                 wake: Notify::new(),
                 leaving: AtomicBool::new(false),
+                rounds: tokio::sync::Mutex::new(()),
                 directory: OnceLock::new(),
                 metrics: ClusterMetrics::default(),
                 hints,
@@ -242,5 +246,10 @@ impl Cluster {
 impl Placement for Cluster {
     fn fence(&self, event: EventId) -> Option<Fence> {
         self.shard_fence(shard_of(event))
+    }
+
+    fn holds(&self, fence: Fence) -> bool {
+        let view = self.view();
+        view.owned.get(&fence.shard).is_some_and(|h| h.epoch == fence.epoch && h.valid_until > Instant::now())
     }
 }

@@ -91,7 +91,7 @@ pub(crate) async fn join(cluster: &Cluster) {
     let config = &cluster.inner.config;
     let mut backoff = Duration::from_millis(200);
     loop {
-        match cluster.inner.store.join_cluster(&config.node_id, &config.advertise_url).await {
+        match cluster.inner.store.join_cluster(&config.node_id, &config.advertise_url, config.lease).await {
             Ok(()) => {
                 tracing::info!(node_id = %config.node_id, address = %config.advertise_url, "joined the cluster");
                 return;
@@ -109,10 +109,13 @@ pub(crate) async fn join(cluster: &Cluster) {
 pub(crate) async fn run(cluster: Cluster) {
     let mut fenced = cluster.directory().map(|d| d.journal().stats().fenced_shards());
     loop {
-        if cluster.is_leaving() {
-            return;
+        {
+            let _round = cluster.inner.rounds.lock().await;
+            if cluster.is_leaving() {
+                return;
+            }
+            tick(&cluster).await;
         }
-        tick(&cluster).await;
         let sleep = tokio::time::sleep(cluster.inner.config.heartbeat);
         tokio::select! {
             () = sleep => {}
@@ -134,7 +137,7 @@ async fn tick(cluster: &Cluster) {
     let sent = Instant::now();
     match inner.store.heartbeat(&inner.config.node_id, &held, inner.config.lease, live_events).await {
         Ok(beat) => renewed(cluster, sent, &held, beat).await,
-        Err(StoreError::NotFound) => {
+        Err(StoreError::NotFound) if !cluster.is_leaving() => {
             tracing::warn!("this node's member row is gone; joining again");
             join(cluster).await;
             return;
@@ -218,9 +221,24 @@ async fn lost(cluster: &Cluster, shards: &[u16]) {
     }
 }
 
-/// Hands shards off gracefully: stop serving them, stop their actors (requests still queued
-/// are answered `Stopped` and rerouted), wait until the journal has committed everything,
-/// then release the leases so the next owner need not wait for them to lapse.
+/// Waits until the journal has committed everything handed to it so far, for at most a
+/// heartbeat interval (the database may be slow or down; the caller decides what then).
+async fn flushed(cluster: &Cluster) -> bool {
+    match cluster.directory() {
+        Some(directory) => {
+            tokio::time::timeout(cluster.inner.config.heartbeat, directory.journal().flushed()).await.is_ok()
+        }
+        None => true,
+    }
+}
+
+/// Hands shards off gracefully: stop taking requests for them (new ones are rerouted), let
+/// the journal commit what their actors decided (which answers the durable replies they
+/// parked), stop the actors (anything still queued is answered `Stopped` and rerouted),
+/// commit what they decided meanwhile, then release the leases so the next owner need not
+/// wait for them to lapse. If the database does not commit within a heartbeat interval the
+/// leases are left to lapse instead: a release before the commit would let the next owner
+/// load without it.
 async fn hand_off(cluster: &Cluster, shards: &[u16]) {
     let inner = &cluster.inner;
     let held: Vec<(u16, u64)> = {
@@ -228,18 +246,23 @@ async fn hand_off(cluster: &Cluster, shards: &[u16]) {
         view.releasing.extend(shards.iter().copied());
         shards.iter().filter_map(|s| view.owned.get(s).map(|h| (*s, h.epoch))).collect()
     };
+    let mut committed = flushed(cluster).await;
     if let Some(directory) = cluster.directory() {
         let set: HashSet<u16> = shards.iter().copied().collect();
         let stopped = directory.stop_where(|e| set.contains(&shard_of(e)), "shard handed off").await;
-        directory.journal().flushed().await;
         tracing::info!(shards = shards.len(), actors = stopped, "handing off shards");
     }
-    match inner.store.release_shards(&inner.config.node_id, &held).await {
-        Ok(_) => {
-            inner.metrics.moves.released.inc_by(held.len() as u64);
+    committed = committed && flushed(cluster).await;
+    if !committed {
+        tracing::warn!(shards = held.len(), "the journal did not commit in time; leaving the leases to lapse");
+    } else {
+        match inner.store.release_shards(&inner.config.node_id, &held).await {
+            Ok(_) => {
+                inner.metrics.moves.released.inc_by(held.len() as u64);
+            }
+            // The leases lapse by themselves; the next owner waits for that instead.
+            Err(e) => tracing::warn!(error = %e, "releasing shards failed; their leases will lapse"),
         }
-        // The leases lapse by themselves; the next owner waits for that instead.
-        Err(e) => tracing::warn!(error = %e, "releasing shards failed; their leases will lapse"),
     }
     {
         let mut view = cluster.view_mut();
@@ -255,6 +278,12 @@ async fn hand_off(cluster: &Cluster, shards: &[u16]) {
 /// activate on first use), but reconciles their payments left in flight.
 async fn acquire(cluster: &Cluster, shards: &[u16]) {
     let inner = &cluster.inner;
+    // Taking a shard raises its epoch, which fences every write still queued under the old
+    // one, this node's own included (a shard it lost while the database was away and now
+    // takes back): commit those first.
+    if !flushed(cluster).await {
+        return;
+    }
     let sent = Instant::now();
     let taken = match inner.store.acquire_shards(&inner.config.node_id, shards, inner.config.lease).await {
         Ok(taken) => taken,
@@ -289,6 +318,9 @@ pub(crate) async fn leave(cluster: &Cluster) {
         return;
     }
     inner.wake.notify_one();
+    // The heartbeat loop finishes its round and stops; from here on this task owns the
+    // node's shards.
+    let _rounds = inner.rounds.lock().await;
     if let Err(e) = inner.store.leave_cluster(&inner.config.node_id).await {
         tracing::warn!(error = %e, "cannot mark this node as leaving");
     }

@@ -135,8 +135,8 @@ async fn fenced_entries_are_dropped_and_announced_while_the_rest_of_the_batch_co
     let pg = tiketi_persistence::PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
     pg.migrate().await.unwrap();
     let lease = Duration::from_secs(30);
-    pg.join_cluster("old", "http://old").await.unwrap();
-    pg.join_cluster("new", "http://new").await.unwrap();
+    pg.join_cluster("old", "http://old", lease).await.unwrap();
+    pg.join_cluster("new", "http://new", lease).await.unwrap();
     let stale = pg.acquire_shards("old", &[3], lease).await.unwrap()[0].1;
     pg.release_shards("old", &[(3, stale)]).await.unwrap();
     let current = pg.acquire_shards("new", &[3], lease).await.unwrap()[0].1;

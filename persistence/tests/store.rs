@@ -438,8 +438,10 @@ async fn a_shard_is_taken_only_when_free_and_every_take_raises_its_epoch() {
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 4).unwrap();
     store.migrate().await.unwrap();
     let lease = Duration::from_millis(300);
-    store.join_cluster("a", "http://a").await.unwrap();
-    store.join_cluster("b", "http://b").await.unwrap();
+    store.join_cluster("a", "http://a", lease).await.unwrap();
+    store.join_cluster("b", "http://b", lease).await.unwrap();
+    let twin = store.join_cluster("a", "http://a-twin", lease).await;
+    assert!(matches!(twin, Err(StoreError::Conflict(_))), "a second live process with one id: {twin:?}");
     assert_eq!(store.acquire_shards("a", &[7, 8], lease).await.unwrap(), vec![(7, 1), (8, 1)]);
     assert!(store.acquire_shards("b", &[7], lease).await.unwrap().is_empty(), "a live lease is not taken");
     let beat = store.heartbeat("a", &[(7, 1), (8, 1)], lease, 2).await.unwrap();
@@ -452,12 +454,14 @@ async fn a_shard_is_taken_only_when_free_and_every_take_raises_its_epoch() {
     assert_eq!(store.acquire_shards("b", &[8], lease).await.unwrap(), vec![(8, 2)]);
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
     assert_eq!(store.acquire_shards("b", &[7], lease).await.unwrap(), vec![(7, 2)]);
-    let beat = store.heartbeat("a", &[(7, 1)], lease, 0).await.unwrap();
-    assert!(beat.renewed.is_empty(), "a renewal at a stale epoch must fail");
-    // A member that stopped heartbeating is dead; one that left is gone.
+    // Node a, silent past the lease, is dead to b; its renewal at the stale epoch fails.
     let beat = store.heartbeat("b", &[(7, 2), (8, 2)], lease, 0).await.unwrap();
     assert_eq!(beat.renewed.len(), 2);
-    assert!(beat.members.iter().any(|m| m.node_id == "a" && m.alive));
+    let a = beat.members.iter().find(|m| m.node_id == "a").unwrap();
+    assert!(!a.alive && a.heartbeat_age_ms >= lease.as_millis() as i64, "{a:?}");
+    let beat = store.heartbeat("a", &[(7, 1)], lease, 0).await.unwrap();
+    assert!(beat.renewed.is_empty(), "a renewal at a stale epoch must fail");
+    // A member that left is gone, and its heartbeat says so.
     store.leave_cluster("a").await.unwrap();
     store.forget_member("a").await.unwrap();
     let beat = store.heartbeat("b", &[(7, 2), (8, 2)], lease, 0).await.unwrap();
@@ -478,8 +482,8 @@ async fn a_journal_batch_under_a_stale_epoch_is_refused_and_writes_nothing() {
     store.create_event(record.clone()).await.unwrap();
     let shard = 42;
     let lease = Duration::from_secs(30);
-    pg.join_cluster("old", "http://old").await.unwrap();
-    pg.join_cluster("new", "http://new").await.unwrap();
+    pg.join_cluster("old", "http://old", lease).await.unwrap();
+    pg.join_cluster("new", "http://new", lease).await.unwrap();
     let [(_, stale)] = pg.acquire_shards("old", &[shard], lease).await.unwrap()[..] else { panic!("taken") };
     pg.release_shards("old", &[(shard, stale)]).await.unwrap();
     let [(_, current)] = pg.acquire_shards("new", &[shard], lease).await.unwrap()[..] else { panic!("taken") };

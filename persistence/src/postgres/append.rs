@@ -20,12 +20,12 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 /// The fencing check (DESIGN "Cluster"): the epochs of the shards this batch writes are read
-/// `FOR SHARE`, so a node taking one of them (which updates its row) waits for this
-/// transaction, and this one sees the epoch of any take that committed first. Entries
+/// `FOR KEY SHARE`, so a node taking one of them (which locks its row `FOR UPDATE`) waits for
+/// this transaction, and this one sees the epoch of any take that committed first. Entries
 /// written under another epoch than the shard's current one come from a node that lost the
 /// shard: the whole batch is refused (and rolled back by the caller) naming those fences.
-/// Rows are locked in shard order, the order in which nodes take shards, so the two never
-/// deadlock.
+/// `KEY SHARE` does not conflict with the owner's lease renewals (`NO KEY UPDATE`), so a slow
+/// batch never holds up a heartbeat. Rows are locked in shard order, as takes lock them.
 async fn check_fences(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Result<(), StoreError> {
     let mut held: Vec<(u16, u64)> = entries.iter().filter_map(|e| e.fence).map(|f| (f.shard, f.epoch)).collect();
     if held.is_empty() {
@@ -36,7 +36,7 @@ async fn check_fences(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Result<
     let mut shards: Vec<i32> = held.iter().map(|&(shard, _)| i32::from(shard)).collect();
     shards.dedup();
     let rows = tx
-        .query("SELECT shard, epoch FROM shard_owner WHERE shard = ANY($1) ORDER BY shard FOR SHARE", &[&shards])
+        .query("SELECT shard, epoch FROM shard_owner WHERE shard = ANY($1) ORDER BY shard FOR KEY SHARE", &[&shards])
         .await
         .map_err(db_err)?;
     let current: HashMap<u16, u64> =

@@ -56,17 +56,25 @@ fn pairs(held: &[(u16, u64)]) -> (Vec<i32>, Vec<i64>) {
 
 impl PgStore {
     /// Registers this node (or re-registers it after a restart) with a fresh heartbeat.
-    pub async fn join_cluster(&self, node: &str, address: &str) -> Result<(), StoreError> {
-        self.client()
+    /// `Conflict` while another process heartbeats under the same id within `lease`: two
+    /// processes with one id would take each other's shards, so the newcomer waits until
+    /// the other has gone (left, or its heartbeat lapsed).
+    pub async fn join_cluster(&self, node: &str, address: &str, lease: Duration) -> Result<(), StoreError> {
+        let joined = self
+            .client()
             .await?
             .execute(
                 "INSERT INTO cluster_members (node_id, address) VALUES ($1, $2)
                  ON CONFLICT (node_id) DO UPDATE
-                 SET address = EXCLUDED.address, started_at = now(), heartbeat_at = now(), leaving = false",
-                &[&node, &address],
+                 SET address = EXCLUDED.address, started_at = now(), heartbeat_at = now(), leaving = false
+                 WHERE cluster_members.heartbeat_at < now() - make_interval(secs => $3::float8 / 1000)",
+                &[&node, &address, &millis(lease)],
             )
             .await
             .map_err(db_err)?;
+        if joined == 0 {
+            return Err(StoreError::Conflict(format!("a live node already uses the id {node}")));
+        }
         Ok(())
     }
 
@@ -99,8 +107,10 @@ impl PgStore {
         let renewed = tx
             .query(
                 "UPDATE shard_owner s SET lease_until = now() + make_interval(secs => $4::float8 / 1000)
-                 FROM unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
-                 WHERE s.shard = h.shard AND s.epoch = h.epoch AND s.owner = $1
+                 FROM (SELECT o.shard FROM shard_owner o JOIN unnest($2::int[], $3::bigint[]) AS h(shard, epoch)
+                         ON o.shard = h.shard AND o.epoch = h.epoch
+                       WHERE o.owner = $1 ORDER BY o.shard FOR NO KEY UPDATE OF o) AS mine
+                 WHERE s.shard = mine.shard
                  RETURNING s.shard, s.epoch",
                 &[&node, &shards, &epochs, &ms],
             )

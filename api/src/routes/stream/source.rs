@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use crate::forward::REROUTE;
-use crate::routes::internal::{CLUSTER_KEY, Standing, cluster_key, queue_standing_url, stream_start_url};
+use crate::routes::internal::{CLUSTER_KEY, Standing, queue_standing_url, stream_start_url};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use std::sync::Arc;
@@ -166,7 +166,7 @@ impl Remote {
                     let request = state
                         .http_client()
                         .get(stream_start_url(&address, event, resume))
-                        .header(CLUSTER_KEY, cluster_key(state.settings()))
+                        .header(CLUSTER_KEY, state.cluster_key())
                         .timeout(timeout);
                     match request.send().await {
                         Ok(answer) if answer.status() == StatusCode::OK => {
@@ -210,7 +210,7 @@ impl Remote {
         let answer = state
             .http_client()
             .get(queue_standing_url(&address, event, user))
-            .header(CLUSTER_KEY, cluster_key(state.settings()))
+            .header(CLUSTER_KEY, state.cluster_key())
             .timeout(QUEUE_TIMEOUT)
             .send()
             .await
