@@ -442,7 +442,7 @@ impl Actor for EventActor {
     }
 }
 
-fn empty_map() -> tiketi_engine::SeatMap {
+pub(crate) fn empty_map() -> tiketi_engine::SeatMap {
     // A GA-only event has no seats: one tier and no sections is a valid empty layout.
     tiketi_engine::SeatMap::new(&tiketi_engine::LayoutSpec {
         tiers: vec![tiketi_engine::PriceTier { name: "GA".into(), price: 0 }],

@@ -21,6 +21,34 @@ pub struct EventView {
     pub seq: u64,
 }
 
+impl EventView {
+    /// The view of an event nothing has happened to yet, from its record alone: what its
+    /// actor would answer on activation. For the node that created an event another node
+    /// of the cluster owns (creating it again there would create a second event).
+    pub fn fresh(record: EventRecord, now: Timestamp) -> Result<Self, crate::ActorError> {
+        let seats = match &record.layout {
+            Some(layout) => SeatMap::new(layout).map_err(|e| crate::ActorError::Unavailable(e.to_string()))?,
+            None => crate::event_actor::empty_map(),
+        };
+        let persisted = tiketi_engine::Persisted { status: record.status, ..tiketi_engine::Persisted::default() };
+        let (engine, _) = tiketi_engine::EventEngine::restore(
+            record.id,
+            record.rules(),
+            seats,
+            record.ticket_types.clone(),
+            persisted,
+            now,
+        );
+        Ok(Self {
+            status: engine.status(),
+            counts: engine.counts(),
+            ticket_types: engine.ticket_types().to_vec(),
+            seq: engine.seq(),
+            record,
+        })
+    }
+}
+
 /// What never changes about a seat (layouts are fixed once an event exists), read from the
 /// shared layout as a snapshot is rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -264,7 +264,8 @@ fn shard_in_path(path: &str) -> Option<u16> {
     if let Some(rest) = path.strip_prefix("/api/v1/events/").or_else(|| path.strip_prefix("/api/v1/admin/events/")) {
         return id(rest).map(|e| tiketi_cluster::shard_of(EventId(e)));
     }
-    let rest = path.strip_prefix("/api/v1/reservations/")?;
+    let rest =
+        path.strip_prefix("/api/v1/reservations/").or_else(|| path.strip_prefix("/api/v1/admin/reservations/"))?;
     id(rest).map(|r| tiketi_cluster::shard_of_reservation(ReservationId(r)))
 }
 

@@ -79,13 +79,18 @@ impl PgStore {
     }
 
     /// Applies the embedded migrations (`migrations/V*.sql`) that have not run yet; returns
-    /// the versions applied.
+    /// the versions applied. Nodes starting together (a cluster's first deploy) take turns:
+    /// a session-level advisory lock is held around the run, so the second finds the work
+    /// done instead of racing for the history table.
     pub async fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        /// Any fixed key; "tiketi" in ASCII.
+        const MIGRATION_LOCK: i64 = 0x7469_6b65_7469;
         let mut client = self.client().await?;
-        let report = migrations::runner()
-            .run_async(&mut **client)
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await.map_err(db_err)?;
+        let report = migrations::runner().run_async(&mut **client).await;
+        let unlocked = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await;
+        let report = report.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        unlocked.map_err(db_err)?;
         Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 }

@@ -274,7 +274,13 @@ async fn create_event(
 ) -> Result<(StatusCode, Json<EventDetailDto>), ApiError> {
     let record = event_record(&state, req).await?;
     state.store().create_event(record.clone()).await?;
-    let view = state.event(record.id).await?.view().await?;
+    let view = match state.event(record.id).await {
+        Ok(handle) => handle.view().await?,
+        // Another node of the cluster owns it. It exists now: answer from its record rather
+        // than let the facade run this request again at the owner (a second event).
+        Err(ApiError::Moving(_)) => tiketi_actors::EventView::fresh(record, state.now())?,
+        Err(e) => return Err(e),
+    };
     Ok((StatusCode::CREATED, Json(EventDetailDto::new(&view, state.now()))))
 }
 

@@ -37,22 +37,21 @@ fn node_env(i: usize) -> Vec<(&'static str, String)> {
 }
 
 impl Nodes {
-    /// Starts `n` nodes on a fresh database (the first alone, so it applies the migrations
-    /// and creates the admin) and waits until every shard has its placed owner.
+    /// Starts `n` nodes at once on a fresh database (as a first deploy does: they take turns
+    /// at the migrations and the admin account) and waits until every shard has its placed
+    /// owner.
     pub async fn start(n: usize, name: &str) -> Self {
         let db = tiketi_testkit::fresh_database().await;
         let log = std::env::temp_dir().join(format!("tiketi-cluster-{name}-{}.log", std::process::id()));
         println!("{name}: server logs in {}", log.display());
-        let first = Server::start_with(&db, &log, &node_env(0)).await;
-        let rest = futures_util::future::join_all((1..n).map(|i| {
+        let nodes: Vec<Server> = futures_util::future::join_all((0..n).map(|i| {
             let (db, log) = (db.clone(), log.clone());
             async move { Server::start_with(&db, &log, &node_env(i)).await }
         }))
         .await;
         let client = http();
-        let admin = login(&client, &first, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-        let nodes = std::iter::once(first).chain(rest).map(Some).collect();
-        let cluster = Self { db, log, nodes, client, admin };
+        let admin = login(&client, &nodes[0], ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let cluster = Self { db, log, nodes: nodes.into_iter().map(Some).collect(), client, admin };
         cluster.settled().await;
         cluster
     }

@@ -54,6 +54,11 @@ async fn requests_sent_to_random_nodes_land_on_one_owner_per_event_and_streams_c
         .await;
     }
 
+    // Every event was created once, whichever node the admin asked (the owner may be another).
+    let db = crate::support::sql(&nodes.db).await;
+    let created: i64 = db.query_one("SELECT count(*) FROM events", &[]).await.unwrap().get(0);
+    assert_eq!(created, EVENTS as i64, "events created through a non-owner were created again at the owner");
+
     // One owner per event: exactly one node has its actor, and it is the owner of record.
     let view = nodes.view(0).await;
     let mut hosts: HashMap<Uuid, Vec<String>> = HashMap::new();

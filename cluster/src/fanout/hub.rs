@@ -440,7 +440,7 @@ async fn run(hub: Weak<HubInner>, client: redis::Client, mut stop: oneshot::Rece
                             None => break "connection closed".to_owned(),
                         },
                         _ = keepalive.tick() => {
-                            match tokio::time::timeout(ANSWER_TIMEOUT, sink.ping::<String>()).await {
+                            match tokio::time::timeout(ANSWER_TIMEOUT, sink.ping::<redis::Value>()).await {
                                 Ok(Ok(_)) => {}
                                 Ok(Err(e)) => break format!("ping failed: {e}"),
                                 Err(_) => break "ping timed out".to_owned(),
