@@ -36,18 +36,8 @@ impl ClusterConfig {
 /// A member as `GET /admin/cluster` shows it.
 #[derive(Debug, Clone)]
 pub struct MemberStatus {
-    /// Its id.
-    pub node_id: String,
-    /// Where it is reached.
-    pub address: String,
-    /// Heartbeat within the lease.
-    pub alive: bool,
-    /// Shutting down.
-    pub leaving: bool,
-    /// Milliseconds since its heartbeat (database clock).
-    pub heartbeat_age_ms: i64,
-    /// Event actors live on it at its last heartbeat.
-    pub live_events: u32,
+    /// Its row of the members table.
+    pub member: tiketi_persistence::Member,
     /// Shards it owns (with a running lease).
     pub shards_owned: usize,
     /// Shards placement gives it.
@@ -352,12 +342,7 @@ pub(crate) fn status(cluster: &Cluster) -> ClusterStatus {
         .members
         .iter()
         .map(|m| MemberStatus {
-            node_id: m.node_id.clone(),
-            address: m.address.clone(),
-            alive: m.alive,
-            leaving: m.leaving,
-            heartbeat_age_ms: m.heartbeat_age_ms,
-            live_events: m.live_events,
+            member: m.clone(),
             shards_owned: shards
                 .iter()
                 .filter(|s| s.lease_left_ms > 0 && s.owner.as_deref() == Some(&m.node_id))

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
+use tiketi_cluster::MemberStatus;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -109,15 +110,15 @@ async fn cluster(State(state): State<AppState>, _: AdminUser) -> Result<Json<Clu
         members: status
             .members
             .into_iter()
-            .map(|m| MemberDto {
+            .map(|MemberStatus { member: m, shards_owned, shards_placed }| MemberDto {
                 node_id: m.node_id,
                 address: m.address,
                 alive: m.alive,
                 leaving: m.leaving,
                 heartbeat_age_ms: m.heartbeat_age_ms,
                 live_events: m.live_events,
-                shards_owned: m.shards_owned,
-                shards_placed: m.shards_placed,
+                shards_owned,
+                shards_placed,
             })
             .collect(),
         shards: status
