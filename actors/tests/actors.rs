@@ -185,7 +185,10 @@ fn on_sale() -> EventRecord {
 }
 
 /// Creates `event` in `store` and starts a runtime on it whose clock reads [`T0`] now.
+/// Without a group-commit window: these tests run on a paused clock and wait for the store
+/// by yielding, so a window would never close.
 async fn start(store: Arc<GatedStore>, event: EventRecord, journal: JournalConfig, config: ActorConfig) -> Runtime {
+    let journal = JournalConfig { linger: Duration::ZERO, ..journal };
     store.create_event(event).await.expect("event created");
     Runtime::start(store, journal, config, Clock::starting_at(T0), None).await.expect("runtime starts")
 }

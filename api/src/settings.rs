@@ -177,6 +177,8 @@ pub struct JournalSettings {
     pub capacity: usize,
     /// Batch size bound.
     pub max_batch: usize,
+    /// Group-commit window after a batch's first change set.
+    pub linger_ms: u64,
 }
 
 /// `[stream]`

@@ -71,6 +71,7 @@ impl Application {
         let journal = JournalConfig {
             capacity: settings.journal.capacity,
             max_batch: settings.journal.max_batch,
+            linger: Duration::from_millis(settings.journal.linger_ms),
             ..JournalConfig::default()
         };
         let mut actors = settings.actor_config().map_err(anyhow::Error::msg)?;

@@ -43,6 +43,11 @@ pub struct JournalConfig {
     pub backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
+    /// How long the flusher waits for more change sets after the first of a batch, unless
+    /// the batch fills first: the group commit's window. Fewer, larger transactions cost
+    /// the database (which shares the machine with the actors) less per change; durable
+    /// replies wait at most this much longer.
+    pub linger: Duration,
 }
 
 impl Default for JournalConfig {
@@ -52,6 +57,7 @@ impl Default for JournalConfig {
             max_batch: 4_096,
             backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
+            linger: Duration::from_millis(10),
         }
     }
 }
@@ -205,6 +211,16 @@ impl Flusher {
         let mut sent_at = Vec::with_capacity(self.config.max_batch);
         let mut batch = Vec::with_capacity(self.config.max_batch);
         while rx.recv_many(&mut stamped, self.config.max_batch).await > 0 {
+            // The group commit's window: gather what arrives within `linger` of the first.
+            let window = tokio::time::Instant::now() + self.config.linger;
+            while stamped.len() < self.config.max_batch {
+                let room = self.config.max_batch - stamped.len();
+                match tokio::time::timeout_at(window, rx.recv_many(&mut stamped, room)).await {
+                    Ok(n) if n > 0 => {}
+                    // The window closed, or every sender is gone (the batch still commits).
+                    _ => break,
+                }
+            }
             for (at, entry) in stamped.drain(..) {
                 sent_at.push(at);
                 batch.push(entry);
