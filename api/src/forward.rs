@@ -69,6 +69,13 @@ impl Buffered {
         request
     }
 
+    /// Only the node the client called follows a moving shard (with backoff, within the
+    /// budget); a node a request was forwarded to tries once and otherwise says `REROUTE`,
+    /// so budgets never nest and a request is never carried out after its caller gave up.
+    fn follows_moves(&self) -> bool {
+        self.hops == 0
+    }
+
     /// Whether repeating it cannot do something twice.
     fn repeatable(&self) -> bool {
         matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
@@ -124,15 +131,6 @@ pub async fn reroute(State(state): State<AppState>, request: Request, next: Next
         response = forwarder.reroute(shard, &next).await;
     }
     if hops == 0 { strip(response) } else { response }
-}
-
-impl Buffered {
-    /// Only the node the client called follows a moving shard (with backoff, within the
-    /// budget); a node a request was forwarded to tries once and otherwise says `REROUTE`,
-    /// so budgets never nest and a request is never carried out after its caller gave up.
-    fn follows_moves(&self) -> bool {
-        self.hops == 0
-    }
 }
 
 struct Forwarder<'a> {

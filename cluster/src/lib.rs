@@ -192,8 +192,11 @@ impl Cluster {
     /// Whether this node may serve: it has joined, its last heartbeat is within the lease,
     /// and it is not leaving (readiness).
     pub fn is_ready(&self) -> bool {
-        let fresh = self.view().last_heartbeat.is_some_and(|at| at.elapsed() < self.inner.config.lease);
-        fresh && !self.is_leaving()
+        self.ready_in(&self.view())
+    }
+
+    fn ready_in(&self, view: &View) -> bool {
+        view.last_heartbeat.is_some_and(|at| at.elapsed() < self.inner.config.lease) && !self.is_leaving()
     }
 
     /// Whether this node is shutting down.

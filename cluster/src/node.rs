@@ -352,7 +352,7 @@ pub(crate) fn status(cluster: &Cluster) -> ClusterStatus {
         .collect();
     ClusterStatus {
         node_id: cluster.node_id().to_owned(),
-        ready: view.last_heartbeat.is_some_and(|at| at.elapsed() < cluster.inner.config.lease) && !cluster.is_leaving(),
+        ready: cluster.ready_in(&view),
         leaving: cluster.is_leaving(),
         last_heartbeat_ms: view.last_heartbeat.map(|at| at.elapsed().as_millis() as u64),
         members,

@@ -19,11 +19,10 @@ use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use serde::Deserialize;
 use tiketi_actors::{Resume, Subscription};
 use tiketi_cluster::fanout::StreamStart;
-use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
+use tiketi_engine::{EventId, QueueStanding, UserId};
 use uuid::Uuid;
 
 /// The header a node shows to another node's internal routes.
@@ -116,60 +115,9 @@ async fn queue_standing(
     State(state): State<AppState>,
     _: ClusterPeer,
     ApiPath((event, user)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Json<Standing>, ApiError> {
+) -> Result<Json<QueueStanding>, ApiError> {
     let handle = state.event(EventId(event)).await?;
-    Ok(Json(handle.queue_status(UserId(user)).await?.into()))
-}
-
-/// [`QueueStanding`] between nodes.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Standing {
-    /// Not in the queue.
-    NotQueued,
-    /// Waiting.
-    Waiting {
-        /// 1-based place in line.
-        position: Option<u64>,
-        /// Time until admission.
-        estimated_wait: Option<Duration>,
-    },
-    /// Admitted until then (ms since the Unix epoch).
-    Admitted {
-        /// When the admission lapses.
-        until: Timestamp,
-    },
-    /// In line, admission paused: sold out.
-    SoldOut {
-        /// 1-based place in line.
-        position: Option<u64>,
-    },
-    /// The event ended or was cancelled.
-    Closed,
-}
-
-impl From<QueueStanding> for Standing {
-    fn from(standing: QueueStanding) -> Self {
-        match standing {
-            QueueStanding::NotQueued => Self::NotQueued,
-            QueueStanding::Waiting { position, estimated_wait } => Self::Waiting { position, estimated_wait },
-            QueueStanding::Admitted { until } => Self::Admitted { until },
-            QueueStanding::SoldOut { position } => Self::SoldOut { position },
-            QueueStanding::Closed => Self::Closed,
-        }
-    }
-}
-
-impl From<Standing> for QueueStanding {
-    fn from(standing: Standing) -> Self {
-        match standing {
-            Standing::NotQueued => Self::NotQueued,
-            Standing::Waiting { position, estimated_wait } => Self::Waiting { position, estimated_wait },
-            Standing::Admitted { until } => Self::Admitted { until },
-            Standing::SoldOut { position } => Self::SoldOut { position },
-            Standing::Closed => Self::Closed,
-        }
-    }
+    Ok(Json(handle.queue_status(UserId(user)).await?))
 }
 
 #[cfg(test)]
@@ -182,5 +130,20 @@ mod tests {
         assert!(!constant_time_eq(b"abcd", b"abce"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert!(!constant_time_eq(b"", b"abcd"));
+    }
+
+    #[test]
+    fn a_queue_standing_crosses_between_nodes_unchanged() {
+        let standings = [
+            QueueStanding::NotQueued,
+            QueueStanding::Waiting { position: Some(7), estimated_wait: Some(std::time::Duration::from_millis(1_500)) },
+            QueueStanding::Admitted { until: tiketi_engine::Timestamp(1_767_225_600_000) },
+            QueueStanding::SoldOut { position: None },
+            QueueStanding::Closed,
+        ];
+        for standing in standings {
+            let wire = serde_json::to_vec(&standing).unwrap();
+            assert_eq!(serde_json::from_slice::<QueueStanding>(&wire).unwrap(), standing);
+        }
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::error::ApiError;
 use crate::forward::REROUTE;
-use crate::routes::internal::{CLUSTER_KEY, Standing, queue_standing_url, stream_start_url};
+use crate::routes::internal::{CLUSTER_KEY, queue_standing_url, stream_start_url};
 use crate::state::AppState;
 use axum::http::StatusCode;
 use std::sync::Arc;
@@ -216,8 +216,7 @@ impl Remote {
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| unavailable(&node, e))?;
-        let standing: Standing = answer.json().await.map_err(|e| unavailable(&node, e))?;
-        Ok(standing.into())
+        answer.json().await.map_err(|e| unavailable(&node, e))
     }
 }
 
