@@ -76,6 +76,8 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Graceful shutdown deadline.
     pub shutdown_deadline_secs: u64,
+    /// Pending connections the kernel queues for accept (capped by `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 /// `[log]`
@@ -299,6 +301,9 @@ impl Settings {
                 "stream.tick_ms, stream.channel_capacity and stream.max_message_bytes: must be at least 1".into()
             );
         }
+        if self.server.listen_backlog == 0 {
+            return Err("server.listen_backlog: must be at least 1".into());
+        }
         if self.journal.capacity == 0 || self.journal.max_batch == 0 {
             return Err("journal.capacity and journal.max_batch: must be at least 1".into());
         }
@@ -439,6 +444,13 @@ mod tests {
             .extract::<Settings>()
             .unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_listen_backlog_is_refused() {
+        let mut s = Settings::for_tests();
+        s.server.listen_backlog = 0;
+        assert!(s.validate().unwrap_err().contains("server.listen_backlog"));
     }
 
     #[test]

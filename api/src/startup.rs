@@ -63,7 +63,7 @@ impl Application {
     ) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         let address = format!("{}:{}", settings.server.host, settings.server.port);
-        let listener = tokio::net::TcpListener::bind(&address).await.with_context(|| format!("binding {address}"))?;
+        let listener = listen(&address, settings.server.listen_backlog).await?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(settings.server.port);
         let cluster = cluster.map(|pg| tiketi_cluster::Cluster::new(settings.cluster_config(port), pg));
         let placement = cluster.clone().map(|c| Arc::new(c) as Arc<dyn tiketi_actors::Placement>);
@@ -150,6 +150,25 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// A listening socket on `address` (host:port, resolved; the first address that binds)
+/// with room for `backlog` connections waiting to be accepted. tokio's own `bind` queues
+/// 1,024, which an on-sale's opening overflows: the kernel then drops SYNs, and those buyers
+/// wait a second or more for their retry.
+async fn listen(address: &str, backlog: u32) -> anyhow::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await.with_context(|| format!("resolving {address}"))? {
+        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }?;
+        // As std and tokio do on Unix: a restarted server can bind at once (TIME_WAIT).
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.map_or_else(|| anyhow::anyhow!("{address} resolves to no address"), anyhow::Error::from))
+        .with_context(|| format!("binding {address}"))
 }
 
 /// The full router: `/api/v1`, docs, health, and the cross-cutting layers.
@@ -245,5 +264,43 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listen;
+    use std::time::Duration;
+
+    /// Connects `clients` times to `port` without the server accepting: how many
+    /// handshakes the kernel completed (queued for accept) within a moment. A SYN the full
+    /// queue dropped is retried only after a second, so it does not count.
+    async fn queued(port: u16, clients: usize) -> (usize, Vec<tokio::net::TcpStream>) {
+        let attempts = (0..clients).map(|_| {
+            tokio::time::timeout(Duration::from_millis(300), tokio::net::TcpStream::connect(("127.0.0.1", port)))
+        });
+        let streams: Vec<_> =
+            futures_util::future::join_all(attempts).await.into_iter().filter_map(|r| r.ok()?.ok()).collect();
+        (streams.len(), streams)
+    }
+
+    #[tokio::test]
+    async fn the_listen_backlog_is_what_the_setting_says() {
+        // A queue of 16 holds 17 connections on Linux (it is full past its length); the rest
+        // wait for a retry.
+        let small = listen("127.0.0.1:0", 16).await.unwrap();
+        let (n, _held) = queued(small.local_addr().unwrap().port(), 40).await;
+        assert!((16..=18).contains(&n), "{n} of 40 connections queued with a backlog of 16");
+        let large = listen("127.0.0.1:0", 64).await.unwrap();
+        let (n, _held) = queued(large.local_addr().unwrap().port(), 40).await;
+        assert_eq!(n, 40, "every connection fits a backlog of 64");
+    }
+
+    #[tokio::test]
+    async fn an_address_that_cannot_be_bound_is_named() {
+        let taken = listen("127.0.0.1:0", 16).await.unwrap();
+        let address = format!("127.0.0.1:{}", taken.local_addr().unwrap().port());
+        let err = listen(&address, 16).await.unwrap_err();
+        assert!(format!("{err:#}").contains(&address), "{err:#}");
     }
 }
