@@ -73,6 +73,9 @@ impl Store for GatedStore {
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.inner.user(id).await
     }
+    async fn existing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        self.inner.existing_users(ids).await
+    }
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError> {
         self.inner.put_refresh_token(token).await
     }

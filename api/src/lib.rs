@@ -20,6 +20,7 @@ pub mod settings;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod user_check;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -4,6 +4,7 @@ use crate::auth::AuthKeys;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
+use crate::user_check::UserCheck;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tiketi_actors::{Directory, EventHandle};
@@ -32,40 +33,24 @@ struct Inner {
     labels: Mutex<HashMap<EventId, Arc<SeatMap>>>,
     metrics: Metrics,
     ws_slots: Arc<Semaphore>,
-    /// Users known to exist in the store (users are never deleted), so a valid token for a
-    /// user the store does not have is refused without a store lookup per request.
-    known_users: std::sync::RwLock<std::collections::HashSet<tiketi_engine::UserId>>,
+    /// Whether a valid token's user exists in the store, looked up once per user.
+    users: UserCheck,
 }
 
 impl AppState {
-    /// Whether the store has this user: a correctly signed token can still name a user the
-    /// store does not have (a store reset under the same signing secret), whose every write
-    /// the store would refuse after the actor had acknowledged it. Checked once per user
-    /// and process; if the store cannot answer within 250 ms, the token is trusted (holds go
-    /// on while the database is down or slow).
+    /// Whether the store has this user (see [`UserCheck`]): false only when the store
+    /// says it does not.
     pub async fn user_known(&self, id: tiketi_engine::UserId) -> bool {
-        if self.inner.known_users.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
-            return true;
-        }
-        let lookup = tokio::time::timeout(std::time::Duration::from_millis(250), self.store().user(id)).await;
-        match lookup.unwrap_or_else(|_| Err(tiketi_persistence::StoreError::Unavailable("timed out".into()))) {
-            Ok(Some(_)) => {
-                self.inner.known_users.write().unwrap_or_else(|e| e.into_inner()).insert(id);
-                true
-            }
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(user_id = %id, error = %e, "cannot check the user exists; trusting the token");
-                true
-            }
-        }
+        self.inner.users.exists(id).await
     }
 
     /// Assembles the state.
     pub fn new(directory: Directory, cluster: Option<Cluster>, auth: AuthKeys, settings: Settings) -> Self {
+        let metrics = Metrics::new(&directory, cluster.as_ref());
         Self {
             inner: Arc::new(Inner {
-                metrics: Metrics::new(&directory, cluster.as_ref()),
+                users: UserCheck::new(directory.store().clone(), metrics.http.clone()),
+                metrics,
                 cluster_key: crate::routes::internal::cluster_key(&settings),
                 directory,
                 cluster,
@@ -79,7 +64,6 @@ impl AppState {
                 settings,
                 draining: watch::Sender::new(false),
                 labels: Mutex::default(),
-                known_users: Default::default(),
             }),
         }
     }

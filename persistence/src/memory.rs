@@ -173,6 +173,11 @@ impl Store for MemoryStore {
         Ok(self.lock().users.get(&id).cloned())
     }
 
+    async fn existing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        let inner = self.lock();
+        Ok(ids.iter().copied().filter(|id| inner.users.contains_key(id)).collect())
+    }
+
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError> {
         self.lock().refresh_tokens.insert(token.hash.clone(), token);
         Ok(())

@@ -130,6 +130,13 @@ impl Store for PgStore {
         row.as_ref().map(user_from_row).transpose()
     }
 
+    async fn existing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.uuid()).collect();
+        let rows =
+            self.client().await?.query("SELECT id FROM users WHERE id = ANY($1)", &[&ids]).await.map_err(db_err)?;
+        Ok(rows.iter().map(|row| UserId(row.get(0))).collect())
+    }
+
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         let row = self
             .client()

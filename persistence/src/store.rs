@@ -40,6 +40,9 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     /// A user by id.
     async fn user(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+    /// Which of `ids` are users (in no particular order): one query for many, for checking
+    /// the users behind a burst of new tokens.
+    async fn existing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError>;
 
     /// Stores a refresh token (by hash).
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError>;

@@ -46,6 +46,13 @@ pub struct ShedLabels {
     pub reason: &'static str,
 }
 
+/// How a store lookup behind the token check ended.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LookupLabels {
+    /// `found`, `missing` (the token is refused) or `failed` (error or timeout: trusted).
+    pub outcome: &'static str,
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
 /// The HTTP figures. Cloning shares the values.
@@ -54,6 +61,7 @@ pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: LatencyFamily,
     shed: Family<ShedLabels, Counter>,
+    user_lookups: Family<LookupLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,7 +76,12 @@ impl Default for HttpMetrics {
         for reason in ["busy", "overloaded"] {
             let _ = shed.get_or_create(&ShedLabels { reason });
         }
-        Self { requests: Family::default(), duration: LatencyFamily::new_with_constructor(latency_histogram), shed }
+        Self {
+            requests: Family::default(),
+            duration: LatencyFamily::new_with_constructor(latency_histogram),
+            shed,
+            user_lookups: Family::default(),
+        }
     }
 }
 
@@ -90,6 +103,16 @@ impl HttpMetrics {
             "Requests refused to protect the node: busy (429) or overloaded (503)",
             self.shed.clone(),
         );
+        registry.register(
+            "user_lookups",
+            "Store lookups of a token's user (once per user and process): found, missing (refused), failed (trusted)",
+            self.user_lookups.clone(),
+        );
+    }
+
+    /// Counts one lookup of a token's user.
+    pub fn user_lookup(&self, outcome: &'static str) {
+        self.user_lookups.get_or_create(&LookupLabels { outcome }).inc();
     }
 
     /// Records one answered request.
