@@ -112,16 +112,18 @@ pub(crate) enum EventMsg {
 }
 
 /// A message with the span of the request that sent it, so the actor's span for the
-/// message is a child of the request's (and carries its request id). Timers send none.
+/// message is a child of the request's (and carries its request id), and the request's
+/// in-flight slot, released once the actor has handled the message. Timers send neither.
 pub(crate) struct Envelope {
     pub msg: EventMsg,
     pub span: Option<tracing::Span>,
+    pub slot: Option<crate::handle::Slot>,
 }
 
 impl Envelope {
-    /// A message the actor sends itself (timers).
-    fn internal(msg: EventMsg) -> Self {
-        Self { msg, span: None }
+    /// A message the actor sends itself (timers, commits).
+    pub(crate) fn internal(msg: EventMsg) -> Self {
+        Self { msg, span: None, slot: None }
     }
 }
 
@@ -333,7 +335,8 @@ impl Actor for EventActor {
     async fn handle(
         &self,
         myself: ActorRef<Envelope>,
-        Envelope { msg, span }: Envelope,
+        // The slot is released when this returns: the message has left the mailbox.
+        Envelope { msg, span, slot: _slot }: Envelope,
         state: &mut EventState,
     ) -> Result<(), ActorProcessingErr> {
         let event_id = state.record.id.uuid();

@@ -165,8 +165,11 @@ pub struct EventHandle {
     fence: Option<Fence>,
 }
 
-/// A slot among the actor's in-flight requests, released on drop.
-struct Slot(Arc<AtomicUsize>);
+/// A slot among the actor's in-flight requests, released on drop: it travels in the
+/// request's envelope and is dropped when the actor has handled it (or when the message
+/// never reached the mailbox), so the count is the mailbox's depth. A reply the caller has
+/// yet to pick up (a busy runtime) or a durable reply parked for its commit takes none.
+pub(crate) struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -194,7 +197,7 @@ impl EventHandle {
         self.event
     }
 
-    /// Requests sent to the actor and not yet answered: its mailbox depth as we count it
+    /// Requests sent to the actor and not yet handled: its mailbox depth as we count it
     /// (ractor keeps no such figure).
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
@@ -316,7 +319,7 @@ impl EventHandle {
 
     /// Tells the actor its change sets up to `seq` are durable.
     pub(crate) fn committed(&self, seq: u64) {
-        let _ = self.actor.cast(Envelope { msg: EventMsg::Committed(seq), span: None });
+        let _ = self.actor.cast(Envelope::internal(EventMsg::Committed(seq)));
     }
 
     /// Waits until the actor has stopped (it stops itself when passivated).
@@ -336,8 +339,8 @@ impl EventHandle {
         build: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
         timeout: Duration,
     ) -> Result<T, ActorError> {
-        let _slot = self.acquire()?;
-        self.call_unbounded(build, timeout).await
+        let slot = self.acquire()?;
+        self.send_call(build, timeout, Some(slot)).await
     }
 
     /// [`EventHandle::call`] without taking an in-flight slot: for reporting what already
@@ -348,8 +351,17 @@ impl EventHandle {
         build: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
         timeout: Duration,
     ) -> Result<T, ActorError> {
+        self.send_call(build, timeout, None).await
+    }
+
+    async fn send_call<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(RpcReplyPort<T>) -> EventMsg,
+        timeout: Duration,
+        slot: Option<Slot>,
+    ) -> Result<T, ActorError> {
         let span = tracing::Span::current();
-        match self.actor.call(|reply| Envelope { msg: build(reply), span: Some(span) }, Some(timeout)).await {
+        match self.actor.call(|reply| Envelope { msg: build(reply), span: Some(span), slot }, Some(timeout)).await {
             Ok(CallResult::Success(v)) => Ok(v),
             Ok(CallResult::Timeout) => Err(ActorError::Timeout),
             Ok(CallResult::SenderError) => Err(ActorError::Stopped { event: self.event }),

@@ -109,9 +109,8 @@ impl EventState {
                 self.hold_key(cmd.caller.user, cmd.idempotency, reservation);
                 // The safety net: if nobody reports the capture's outcome by then, ask the
                 // provider.
-                myself.send_after(self.config.reconcile_after, move || Envelope {
-                    msg: EventMsg::Reconcile(reservation),
-                    span: None,
+                myself.send_after(self.config.reconcile_after, move || {
+                    Envelope::internal(EventMsg::Reconcile(reservation))
                 });
                 self.answer_when_durable(seq, reply, Ok(Begun::Started(payment)));
             }
@@ -203,9 +202,8 @@ impl EventState {
                 self.hold_key(cmd.caller.user, cmd.idempotency, cmd.reservation);
                 // The safety net, as for a capture: a refund nobody finished is asked again.
                 let reservation = cmd.reservation;
-                myself.send_after(self.config.reconcile_after, move || Envelope {
-                    msg: EventMsg::Reconcile(reservation),
-                    span: None,
+                myself.send_after(self.config.reconcile_after, move || {
+                    Envelope::internal(EventMsg::Reconcile(reservation))
                 });
                 self.answer_when_durable(seq, reply, Ok(Begun::Started(payment)));
             }

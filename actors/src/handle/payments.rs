@@ -200,9 +200,8 @@ impl EventHandle {
 
     /// Has the actor reconcile a payment in flight after [`RECONCILE_RETRY`].
     fn reconcile_later(&self, reservation: ReservationId) {
-        self.actor.send_after(RECONCILE_RETRY, move || crate::event_actor::Envelope {
-            msg: EventMsg::Reconcile(reservation),
-            span: None,
+        self.actor.send_after(RECONCILE_RETRY, move || {
+            crate::event_actor::Envelope::internal(EventMsg::Reconcile(reservation))
         });
     }
 }
