@@ -23,7 +23,8 @@ pub struct ActorConfig {
     pub call_timeout: Duration,
     /// How long a caller waits for a durable answer (the store must commit first).
     pub durable_timeout: Duration,
-    /// Requests one event's actor may have in flight before new ones get `Busy`.
+    /// Requests one event's actor may have in its mailbox before new ones get `Busy`; also
+    /// how many durable replies may wait for their commit before new ones get `Overloaded`.
     pub max_in_flight: usize,
     /// `Retry-After` for `Busy`.
     pub busy_retry_after: Duration,

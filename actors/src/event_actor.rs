@@ -811,6 +811,12 @@ impl EventState {
     fn answer_when_durable<T: Send + 'static>(&mut self, seq: u64, reply: Reply<T>, result: Result<T, ActorError>) {
         if seq <= self.committed {
             let _ = reply.send(result);
+        } else if self.parked.len() >= self.config.max_in_flight {
+            // As many replies already wait for the store as the mailbox may hold (the store
+            // is stalled and callers keep asking: flushes, repeated cancels). This one is
+            // not acknowledged; what it decided still commits, and a retry with its
+            // Idempotency-Key gets the answer once it has.
+            let _ = reply.send(Err(ActorError::Overloaded { retry_after: self.config.overload_retry_after }));
         } else {
             self.parked.push_back((seq, Box::new(move || drop(reply.send(result)))));
         }

@@ -479,8 +479,8 @@ async fn a_cancellation_answers_only_once_it_is_durable_while_the_actor_keeps_se
 async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
     let store = GatedStore::new();
     let record = on_sale();
-    // Room for one message in the mailbox at a time.
-    let config = ActorConfig { max_in_flight: 1, ..ActorConfig::default() };
+    // Room for three messages in the mailbox (and three replies waiting for their commit).
+    let config = ActorConfig { max_in_flight: 3, ..ActorConfig::default() };
     let runtime = start(store.clone(), record.clone(), JournalConfig::default(), config).await;
     let handle = runtime.directory().get(record.id).await.unwrap();
     for n in 1..=3 {
@@ -497,14 +497,15 @@ async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
         cancels.push(tokio::spawn(async move {
             handle.cancel(CancelCmd { reservation: rid(n), caller, idempotency: None }).await
         }));
-        // Through the mailbox of one, one at a time: each is handled, then parks.
+        // One at a time: each is handled, then parks.
         settle().await;
     }
     assert!(cancels.iter().all(|c| !c.is_finished()), "no cancellation answers before its commit");
     assert_eq!(handle.in_flight(), 0, "parked replies are out of the mailbox");
 
     // So the actor still takes holds and reads (SPEC §5: they go on while PostgreSQL is
-    // slow), instead of answering Busy because the waiting cancellations hold every slot.
+    // slow), instead of answering Busy because the three waiting cancellations hold every
+    // slot.
     assert_eq!(handle.hold(hold(4, &[&seat(4)])).await.unwrap().status, ReservationStatus::Held);
     assert_eq!(handle.view().await.unwrap().counts.held, 1);
 
@@ -512,6 +513,42 @@ async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
     for cancel in cancels {
         assert_eq!(cancel.await.unwrap().unwrap().status, ReservationStatus::Cancelled);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_waiting_for_their_commit_are_bounded_and_the_one_past_the_bound_is_overloaded() {
+    let store = GatedStore::new();
+    let record = on_sale();
+    let config =
+        ActorConfig { max_in_flight: 2, overload_retry_after: Duration::from_secs(7), ..ActorConfig::default() };
+    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), config).await;
+    let handle = runtime.directory().get(record.id).await.unwrap();
+    for n in 1..=3 {
+        handle.hold(hold(n, &[&seat(n as usize)])).await.unwrap();
+    }
+    stored_as(&store, rid(3), ReservationStatus::Held).await;
+
+    store.close();
+    let mut cancels = Vec::new();
+    for n in 1..=3 {
+        let handle = handle.clone();
+        let caller = Caller { user: user(n), admin: false };
+        cancels.push(tokio::spawn(async move {
+            handle.cancel(CancelCmd { reservation: rid(n), caller, idempotency: None }).await
+        }));
+        settle().await;
+    }
+    // Two replies wait; the third is refused at once, not acknowledged.
+    assert!(!cancels[0].is_finished() && !cancels[1].is_finished());
+    let third = cancels.pop().unwrap().await.unwrap();
+    assert_eq!(third, Err(ActorError::Overloaded { retry_after: Duration::from_secs(7) }));
+
+    // What it decided still commits with the others once the store is back.
+    store.open();
+    for cancel in cancels {
+        assert_eq!(cancel.await.unwrap().unwrap().status, ReservationStatus::Cancelled);
+    }
+    stored_as(&store, rid(3), ReservationStatus::Cancelled).await;
 }
 
 #[tokio::test(start_paused = true)]

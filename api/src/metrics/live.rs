@@ -70,7 +70,7 @@ impl LiveMetrics {
         );
         event.register(
             "in_flight",
-            "Requests sent to a live event's actor and not yet answered (its mailbox depth as counted by the handle)",
+            "Requests sent to a live event's actor and not yet handled (its mailbox depth as counted by the handle)",
             self.in_flight.clone(),
         );
     }

@@ -52,7 +52,7 @@ pub struct ActorDto {
     pub holds: usize,
     /// The admission queue.
     pub queue: ActorQueueDto,
-    /// Requests sent to the actor and not yet answered (its mailbox depth, as we count it).
+    /// Requests sent to the actor and not yet handled (its mailbox depth, as we count it).
     pub in_flight: usize,
     /// Seq of the last change decided.
     pub seq: u64,
