@@ -157,12 +157,19 @@ impl Application {
 /// 1,024, which an on-sale's opening overflows: the kernel then drops SYNs, and those buyers
 /// wait a second or more for their retry.
 async fn listen(address: &str, backlog: u32) -> anyhow::Result<tokio::net::TcpListener> {
-    let mut last = None;
-    for addr in tokio::net::lookup_host(address).await.with_context(|| format!("resolving {address}"))? {
+    let bind = |addr: std::net::SocketAddr| {
         let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }?;
         // As std and tokio do on Unix: a restarted server can bind at once (TIME_WAIT).
+        #[cfg(unix)]
         socket.set_reuseaddr(true)?;
-        match socket.bind(addr).and_then(|()| socket.listen(backlog)) {
+        socket.bind(addr)?;
+        socket.listen(backlog)
+    };
+    // Like `TcpListener::bind`: the first resolved address that works (a host whose IPv6
+    // address comes first still binds its IPv4 one on a machine without IPv6).
+    let mut last = None;
+    for addr in tokio::net::lookup_host(address).await.with_context(|| format!("resolving {address}"))? {
+        match bind(addr) {
             Ok(listener) => return Ok(listener),
             Err(e) => last = Some(e),
         }

@@ -16,7 +16,7 @@
 use crate::metrics::HttpMetrics;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tiketi_engine::UserId;
 use tiketi_persistence::Store;
 use tokio::sync::watch;
@@ -43,9 +43,9 @@ struct Inner {
 
 #[derive(Default)]
 struct Waiting {
-    /// Each user being looked up, with where its answer goes: `Some(exists)`, or the
-    /// sender dropped without one if the lookup failed.
-    answers: HashMap<UserId, watch::Sender<Option<bool>>>,
+    /// Each user being looked up, since when, and where its answer goes: `Some(exists)`,
+    /// or the sender dropped without one if the lookup failed.
+    answers: HashMap<UserId, (Instant, watch::Sender<Option<bool>>)>,
     /// Users not yet in a query, in the order asked.
     queued: Vec<UserId>,
     /// Whether the task that runs the queries is running.
@@ -64,32 +64,56 @@ impl UserCheck {
         if self.inner.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
             return true;
         }
-        let mut answer = self.ask(id);
-        match tokio::time::timeout(CHECK_WAIT, answer.wait_for(Option::is_some)).await {
+        let Some((asked, mut answer)) = self.ask(id) else { return true };
+        // A lookup already older than the wait (the store is slow or down) is not waited
+        // for again by each of the user's requests: one wait per lookup, then trust.
+        let wait = CHECK_WAIT.saturating_sub(asked.elapsed());
+        match tokio::time::timeout(wait, answer.wait_for(Option::is_some)).await {
             Ok(Ok(exists)) => exists.unwrap_or(true),
             // Still looking, or the lookup failed (and said so in the log).
             _ => true,
         }
     }
 
-    /// The answer to come for `id`, joining its lookup if one is under way.
-    fn ask(&self, id: UserId) -> watch::Receiver<Option<bool>> {
+    /// When the lookup of `id` began, and the answer to come, joining the lookup if one
+    /// is under way; `None` if the user turned out to be known meanwhile.
+    fn ask(&self, id: UserId) -> Option<(Instant, watch::Receiver<Option<bool>>)> {
         let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(answer) = waiting.answers.get(&id) {
-            return answer.subscribe();
+        if let Some((asked, answer)) = waiting.answers.get(&id) {
+            return Some((*asked, answer.subscribe()));
+        }
+        // A lookup may have found the user since `exists` looked (`known` is extended
+        // before the answers are sent, and they are sent under this lock).
+        if self.inner.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+            return None;
         }
         let (tx, rx) = watch::channel(None);
-        waiting.answers.insert(id, tx);
+        let asked = Instant::now();
+        waiting.answers.insert(id, (asked, tx));
         waiting.queued.push(id);
         if !waiting.running {
             waiting.running = true;
             tokio::spawn(self.clone().look_up());
         }
-        rx
+        Some((asked, rx))
     }
 
     /// Queries the queued users, a batch at a time, until none are left.
     async fn look_up(self) {
+        // Should this task die (a store that panics), the lookups it owed are given up, so
+        // their waiters trust the token, and the next user asked about starts a new task.
+        struct Abandon<'a>(&'a Inner);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    let mut waiting = self.0.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                    waiting.answers.clear();
+                    waiting.queued.clear();
+                    waiting.running = false;
+                }
+            }
+        }
+        let _abandon = Abandon(&self.inner);
         loop {
             let batch: Vec<UserId> = {
                 let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,7 +148,7 @@ impl UserCheck {
                 });
                 // A failed lookup drops the sender unanswered: its waiters trust the token,
                 // and the user's next request asks again.
-                if let (Some(answer), Some(exists)) = (waiting.answers.remove(id), exists) {
+                if let (Some((_, answer)), Some(exists)) = (waiting.answers.remove(id), exists) {
                     let _ = answer.send(Some(exists));
                 }
             }
