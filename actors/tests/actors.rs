@@ -76,6 +76,12 @@ impl Store for GatedStore {
     async fn existing_users(&self, ids: &[UserId]) -> Result<Vec<UserId>, StoreError> {
         self.inner.existing_users(ids).await
     }
+    async fn idempotency_fingerprints(
+        &self,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<((UserId, String), String)>, StoreError> {
+        self.inner.idempotency_fingerprints(keys).await
+    }
     async fn put_refresh_token(&self, token: RefreshTokenRecord) -> Result<(), StoreError> {
         self.inner.put_refresh_token(token).await
     }
@@ -475,20 +481,21 @@ async fn a_cancellation_answers_only_once_it_is_durable_while_the_actor_keeps_se
     assert_eq!(store.reservation(rid(1)).await.unwrap().unwrap().status, ReservationStatus::Cancelled);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
+type Cancellation = tokio::task::JoinHandle<Result<Reservation, ActorError>>;
+
+/// An on-sale event's actor with `config`, three holds committed, then the store stalled
+/// and three cancellations sent one at a time (each handled before the next is sent).
+async fn cancel_three_while_the_store_stalls(
+    config: ActorConfig,
+) -> (Arc<GatedStore>, Runtime, EventHandle, Vec<Cancellation>) {
     let store = GatedStore::new();
     let record = on_sale();
-    // Room for three messages in the mailbox (and three replies waiting for their commit).
-    let config = ActorConfig { max_in_flight: 3, ..ActorConfig::default() };
     let runtime = start(store.clone(), record.clone(), JournalConfig::default(), config).await;
     let handle = runtime.directory().get(record.id).await.unwrap();
     for n in 1..=3 {
         handle.hold(hold(n, &[&seat(n as usize)])).await.unwrap();
     }
     stored_as(&store, rid(3), ReservationStatus::Held).await;
-
-    // The database stalls: three cancellations are decided and wait for their commit.
     store.close();
     let mut cancels = Vec::new();
     for n in 1..=3 {
@@ -497,9 +504,16 @@ async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
         cancels.push(tokio::spawn(async move {
             handle.cancel(CancelCmd { reservation: rid(n), caller, idempotency: None }).await
         }));
-        // One at a time: each is handled, then parks.
         settle().await;
     }
+    (store, runtime, handle, cancels)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
+    // Room for three messages in the mailbox (and three replies waiting for their commit).
+    let config = ActorConfig { max_in_flight: 3, ..ActorConfig::default() };
+    let (store, _runtime, handle, cancels) = cancel_three_while_the_store_stalls(config).await;
     assert!(cancels.iter().all(|c| !c.is_finished()), "no cancellation answers before its commit");
     assert_eq!(handle.in_flight(), 0, "parked replies are out of the mailbox");
 
@@ -517,27 +531,9 @@ async fn a_reply_parked_for_its_commit_takes_no_in_flight_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn replies_waiting_for_their_commit_are_bounded_and_the_one_past_the_bound_is_overloaded() {
-    let store = GatedStore::new();
-    let record = on_sale();
     let config =
         ActorConfig { max_in_flight: 2, overload_retry_after: Duration::from_secs(7), ..ActorConfig::default() };
-    let runtime = start(store.clone(), record.clone(), JournalConfig::default(), config).await;
-    let handle = runtime.directory().get(record.id).await.unwrap();
-    for n in 1..=3 {
-        handle.hold(hold(n, &[&seat(n as usize)])).await.unwrap();
-    }
-    stored_as(&store, rid(3), ReservationStatus::Held).await;
-
-    store.close();
-    let mut cancels = Vec::new();
-    for n in 1..=3 {
-        let handle = handle.clone();
-        let caller = Caller { user: user(n), admin: false };
-        cancels.push(tokio::spawn(async move {
-            handle.cancel(CancelCmd { reservation: rid(n), caller, idempotency: None }).await
-        }));
-        settle().await;
-    }
+    let (store, _runtime, _handle, mut cancels) = cancel_three_while_the_store_stalls(config).await;
     // Two replies wait; the third is refused at once, not acknowledged.
     assert!(!cancels[0].is_finished() && !cancels[1].is_finished());
     let third = cancels.pop().unwrap().await.unwrap();

@@ -1,15 +1,17 @@
 //! The state every handler shares.
 
 use crate::auth::AuthKeys;
+use crate::batch::{Found, Loader};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::user_check::UserCheck;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tiketi_actors::{Directory, EventHandle};
 use tiketi_cluster::Cluster;
-use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp};
+use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp, UserId};
 use tiketi_persistence::Store;
 use tokio::sync::{Semaphore, watch};
 
@@ -35,21 +37,44 @@ struct Inner {
     ws_slots: Arc<Semaphore>,
     /// Whether a valid token's user exists in the store, looked up once per user.
     users: UserCheck,
+    /// The fingerprints stored for Idempotency-Keys, looked up in batches.
+    idempotency: Loader<(UserId, String), String>,
 }
 
 impl AppState {
     /// Whether the store has this user (see [`UserCheck`]): false only when the store
     /// says it does not.
-    pub async fn user_known(&self, id: tiketi_engine::UserId) -> bool {
+    pub async fn user_known(&self, id: UserId) -> bool {
         self.inner.users.exists(id).await
+    }
+
+    /// The request fingerprint the store has for `user`'s `key`, waiting at most `wait`
+    /// (one query for every key asked about meanwhile).
+    pub async fn stored_fingerprint(&self, user: UserId, key: String, wait: Duration) -> Found<String> {
+        self.inner.idempotency.load((user, key), wait, || false).await
     }
 
     /// Assembles the state.
     pub fn new(directory: Directory, cluster: Option<Cluster>, auth: AuthKeys, settings: Settings) -> Self {
         let metrics = Metrics::new(&directory, cluster.as_ref());
+        // The embedded store answers from memory: its lookups gain nothing from batching.
+        let batched = settings.store.kind != crate::settings::StoreKind::Memory;
         Self {
             inner: Arc::new(Inner {
-                users: UserCheck::new(directory.store().clone(), metrics.http.clone()),
+                users: UserCheck::new(directory.store().clone(), batched, metrics.http.clone()),
+                idempotency: {
+                    let store = directory.store().clone();
+                    Loader::new(
+                        "Idempotency-Keys",
+                        batched,
+                        Box::new(move |keys: Vec<(UserId, String)>| {
+                            let store = store.clone();
+                            Box::pin(
+                                async move { Ok(store.idempotency_fingerprints(&keys).await?.into_iter().collect()) },
+                            )
+                        }),
+                    )
+                },
                 metrics,
                 cluster_key: crate::routes::internal::cluster_key(&settings),
                 directory,

@@ -5,154 +5,68 @@
 //! write the store would refuse after the actor had acknowledged it. So each user is
 //! looked up once per process, and remembered once found (users are never deleted).
 //!
-//! At an on-sale's opening thousands of buyers this process has not seen arrive at once.
-//! Their lookups are batched: while one query is under way, the users asked about meanwhile
-//! queue up, and the next query asks for all of them (`WHERE id = ANY($1)`), so five
-//! thousand new buyers cost a few queries, not five thousand trips through the connection
-//! pool. A request waits for its user's answer at most [`CHECK_WAIT`], then trusts the
-//! token (holds go on while the database is slow or down); the lookup goes on, and its
-//! answer serves the user's next requests.
+//! At an on-sale's opening thousands of buyers this process has not seen arrive at once;
+//! their lookups are batched ([`Loader`]: `Store::existing_users`, `WHERE id = ANY($1)`),
+//! so five thousand new buyers cost a few queries, not five thousand trips through the
+//! connection pool. A request waits for its user's answer at most [`CHECK_WAIT`] from when
+//! the lookup began, then trusts the token (holds go on while the database is slow or
+//! down); the lookup goes on, and its answer serves the user's next requests.
 
+use crate::batch::{Found, Loader};
 use crate::metrics::HttpMetrics;
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tiketi_engine::UserId;
 use tiketi_persistence::Store;
-use tokio::sync::watch;
 
 /// How long a request waits for the store to say whether its user exists.
 const CHECK_WAIT: Duration = Duration::from_millis(250);
-/// How long one batch's query may take at all.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most users asked about in one query.
-const MAX_BATCH: usize = 1_000;
 
-/// The users known to exist, and the lookups under way. Cheap to clone: one `Arc`.
+/// The users known to exist, and their lookups. Cheap to clone.
 #[derive(Clone)]
 pub struct UserCheck {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    store: Arc<dyn Store>,
-    metrics: HttpMetrics,
-    known: RwLock<HashSet<UserId>>,
-    waiting: Mutex<Waiting>,
-}
-
-#[derive(Default)]
-struct Waiting {
-    /// Each user being looked up, since when, and where its answer goes: `Some(exists)`,
-    /// or the sender dropped without one if the lookup failed.
-    answers: HashMap<UserId, (Instant, watch::Sender<Option<bool>>)>,
-    /// Users not yet in a query, in the order asked.
-    queued: Vec<UserId>,
-    /// Whether the task that runs the queries is running.
-    running: bool,
+    known: Arc<RwLock<HashSet<UserId>>>,
+    lookups: Loader<UserId, ()>,
 }
 
 impl UserCheck {
-    /// A check against `store`, counting its lookups in `metrics`.
-    pub fn new(store: Arc<dyn Store>, metrics: HttpMetrics) -> Self {
-        let inner = Inner { store, metrics, known: RwLock::default(), waiting: Mutex::default() };
-        Self { inner: Arc::new(inner) }
+    /// A check against `store`, counting its lookups in `metrics`; `batched` as in
+    /// [`Loader::new`].
+    pub fn new(store: Arc<dyn Store>, batched: bool, metrics: HttpMetrics) -> Self {
+        let known: Arc<RwLock<HashSet<UserId>>> = Arc::default();
+        let remember = known.clone();
+        let lookups = Loader::new(
+            "users behind tokens",
+            batched,
+            Box::new(move |ids: Vec<UserId>| {
+                let (store, metrics, known) = (store.clone(), metrics.clone(), remember.clone());
+                Box::pin(async move {
+                    let found = store.existing_users(&ids).await.inspect_err(|_| {
+                        ids.iter().for_each(|_| metrics.user_lookup("failed"));
+                    })?;
+                    let found: HashSet<UserId> = found.into_iter().collect();
+                    for id in &ids {
+                        metrics.user_lookup(if found.contains(id) { "found" } else { "missing" });
+                    }
+                    // Known before any waiter hears: a request that misses the set and
+                    // then the lookup sees the set again under the loader's lock.
+                    known.write().unwrap_or_else(|e| e.into_inner()).extend(found.iter().copied());
+                    Ok(found.into_iter().map(|id| (id, ())).collect())
+                })
+            }),
+        );
+        Self { known, lookups }
     }
 
     /// Whether `id` is a user of the store: false only when the store says it is not.
     pub async fn exists(&self, id: UserId) -> bool {
-        if self.inner.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+        let known = || self.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id);
+        if known() {
             return true;
         }
-        let Some((asked, mut answer)) = self.ask(id) else { return true };
-        // A lookup already older than the wait (the store is slow or down) is not waited
-        // for again by each of the user's requests: one wait per lookup, then trust.
-        let wait = CHECK_WAIT.saturating_sub(asked.elapsed());
-        match tokio::time::timeout(wait, answer.wait_for(Option::is_some)).await {
-            Ok(Ok(exists)) => exists.unwrap_or(true),
-            // Still looking, or the lookup failed (and said so in the log).
-            _ => true,
-        }
-    }
-
-    /// When the lookup of `id` began, and the answer to come, joining the lookup if one
-    /// is under way; `None` if the user turned out to be known meanwhile.
-    fn ask(&self, id: UserId) -> Option<(Instant, watch::Receiver<Option<bool>>)> {
-        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((asked, answer)) = waiting.answers.get(&id) {
-            return Some((*asked, answer.subscribe()));
-        }
-        // A lookup may have found the user since `exists` looked (`known` is extended
-        // before the answers are sent, and they are sent under this lock).
-        if self.inner.known.read().unwrap_or_else(|e| e.into_inner()).contains(&id) {
-            return None;
-        }
-        let (tx, rx) = watch::channel(None);
-        let asked = Instant::now();
-        waiting.answers.insert(id, (asked, tx));
-        waiting.queued.push(id);
-        if !waiting.running {
-            waiting.running = true;
-            tokio::spawn(self.clone().look_up());
-        }
-        Some((asked, rx))
-    }
-
-    /// Queries the queued users, a batch at a time, until none are left.
-    async fn look_up(self) {
-        // Should this task die (a store that panics), the lookups it owed are given up, so
-        // their waiters trust the token, and the next user asked about starts a new task.
-        struct Abandon<'a>(&'a Inner);
-        impl Drop for Abandon<'_> {
-            fn drop(&mut self) {
-                if std::thread::panicking() {
-                    let mut waiting = self.0.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                    waiting.answers.clear();
-                    waiting.queued.clear();
-                    waiting.running = false;
-                }
-            }
-        }
-        let _abandon = Abandon(&self.inner);
-        loop {
-            let batch: Vec<UserId> = {
-                let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                if waiting.queued.is_empty() {
-                    waiting.running = false;
-                    return;
-                }
-                let n = waiting.queued.len().min(MAX_BATCH);
-                waiting.queued.drain(..n).collect()
-            };
-            let found = match tokio::time::timeout(LOOKUP_TIMEOUT, self.inner.store.existing_users(&batch)).await {
-                Ok(Ok(found)) => Some(found.into_iter().collect::<HashSet<_>>()),
-                Ok(Err(e)) => {
-                    tracing::warn!(users = batch.len(), error = %e, "cannot check that users exist; trusting their tokens");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(users = batch.len(), "checking that users exist timed out; trusting their tokens");
-                    None
-                }
-            };
-            if let Some(found) = &found {
-                self.inner.known.write().unwrap_or_else(|e| e.into_inner()).extend(found.iter().copied());
-            }
-            let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            for id in &batch {
-                let exists = found.as_ref().map(|found| found.contains(id));
-                self.inner.metrics.user_lookup(match exists {
-                    Some(true) => "found",
-                    Some(false) => "missing",
-                    None => "failed",
-                });
-                // A failed lookup drops the sender unanswered: its waiters trust the token,
-                // and the user's next request asks again.
-                if let (Some((_, answer)), Some(exists)) = (waiting.answers.remove(id), exists) {
-                    let _ = answer.send(Some(exists));
-                }
-            }
-        }
+        // Unknown (still looking, or the lookup failed and said so in the log): trusted.
+        self.lookups.load(id, CHECK_WAIT, known).await != Found::No
     }
 }
 
@@ -174,11 +88,10 @@ mod tests {
             })
             .await
             .unwrap();
-        let check = UserCheck::new(store, HttpMetrics::default());
+        let check = UserCheck::new(store, true, HttpMetrics::default());
         assert!(check.exists(user.id).await);
         assert!(!check.exists(UserId(uuid::Uuid::new_v4())).await);
-        // Remembered: asked again, no lookup waits.
-        assert!(check.inner.known.read().unwrap().contains(&user.id));
-        assert!(check.inner.waiting.lock().unwrap().answers.is_empty());
+        // Remembered: asked again, it is known without a lookup.
+        assert!(check.known.read().unwrap().contains(&user.id));
     }
 }

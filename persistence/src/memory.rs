@@ -322,6 +322,14 @@ impl Store for MemoryStore {
         Ok(self.lock().idempotency.get(&(user, key.to_owned())).cloned())
     }
 
+    async fn idempotency_fingerprints(
+        &self,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<((UserId, String), String)>, StoreError> {
+        let inner = self.lock();
+        Ok(keys.iter().filter_map(|k| Some((k.clone(), inner.idempotency.get(k)?.fingerprint.clone()))).collect())
+    }
+
     async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
         Ok(self.lock().payments.get(order_id).cloned())
     }

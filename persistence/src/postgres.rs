@@ -529,6 +529,24 @@ impl Store for PgStore {
         row.as_ref().map(idempotency_from_row).transpose()
     }
 
+    async fn idempotency_fingerprints(
+        &self,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<((UserId, String), String)>, StoreError> {
+        let (users, names): (Vec<uuid::Uuid>, Vec<&str>) = keys.iter().map(|(u, k)| (u.uuid(), k.as_str())).unzip();
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT i.user_id, i.key, i.fingerprint FROM idempotency_keys i
+                 JOIN unnest($1::uuid[], $2::text[]) AS k(user_id, key) ON i.user_id = k.user_id AND i.key = k.key",
+                &[&users, &names],
+            )
+            .await
+            .map_err(db_err)?;
+        Ok(rows.iter().map(|r| ((UserId(r.get(0)), r.get(1)), r.get(2))).collect())
+    }
+
     async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError> {
         let sql = format!("{} WHERE order_id = $1", rows::PAYMENT_SELECT);
         let row = self.client().await?.query_opt(&sql, &[&order_id]).await.map_err(db_err)?;

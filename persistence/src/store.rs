@@ -78,6 +78,12 @@ pub trait Store: Send + Sync + 'static {
     async fn find_reservations(&self, filter: &ReservationFilter) -> Result<Page<Reservation>, StoreError>;
     /// A stored idempotency record.
     async fn idempotency(&self, user: UserId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// The request fingerprints stored for those of `keys` (user, key) that have a record,
+    /// in no particular order: one query for many.
+    async fn idempotency_fingerprints(
+        &self,
+        keys: &[(UserId, String)],
+    ) -> Result<Vec<((UserId, String), String)>, StoreError>;
 
     /// One payment attempt by its order id.
     async fn payment(&self, order_id: &str) -> Result<Option<Payment>, StoreError>;

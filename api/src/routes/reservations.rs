@@ -1,6 +1,7 @@
 //! Holding seats and managing one's reservations.
 
 use crate::auth::hex;
+use crate::batch::Found;
 use crate::dto::ReservationDto;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, AuthUser, IdempotencyHeader};
@@ -125,7 +126,9 @@ pub(crate) fn fingerprint(method: &str, path: &str, body: &impl Serialize) -> St
 /// Binds an `Idempotency-Key` to this request. The event's actor checks its own event's
 /// keys exactly; this extra look at the store catches a key first used on another event.
 /// It is best effort and bounded: holds must keep working while the database is slow or
-/// down, so a store that does not answer in time is not consulted.
+/// down, so a store that does not answer in time is not consulted. Lookups of concurrent
+/// requests share one query ([`crate::batch`]): a burst of keyed holds costs the database a
+/// few queries, not one each.
 pub(crate) async fn idempotency(
     state: &AppState,
     user: UserId,
@@ -133,9 +136,8 @@ pub(crate) async fn idempotency(
     fingerprint: String,
 ) -> Result<Option<IdempotencyKey>, ApiError> {
     let Some(key) = key else { return Ok(None) };
-    let lookup = tokio::time::timeout(STORE_CHECK_TIMEOUT, state.store().idempotency(user, &key)).await;
-    if let Ok(Ok(Some(stored))) = lookup
-        && stored.fingerprint != fingerprint
+    if let Found::Yes(stored) = state.stored_fingerprint(user, key.clone(), STORE_CHECK_TIMEOUT).await
+        && stored != fingerprint
     {
         return Err(tiketi_actors::ActorError::IdempotencyMismatch.into());
     }
