@@ -11,7 +11,8 @@
 //!   seats from the live map (`--pick front`: one of the first available seats, as everyone
 //!   wants the front; `random`: any) or let the server choose (`--pick best`,
 //!   `bestAvailable`), hold them, and on a 409 learn which seats went and retry (up to
-//!   `--retries`). Ends when the event sells out or at `--duration`.
+//!   `--retries`). Ends when the event sells out or at `--duration`. `--idempotency-keys`
+//!   sends a fresh `Idempotency-Key` with every hold, as a careful client does.
 //! - `browse`: anonymous reads of the seat map, the event and the event list
 //!   (`--browse-mix 2:1:1`), bodies read and dropped.
 //! - `purchase`: hold, `POST /payments/prepare`, `POST /payments/confirm` with a made-up

@@ -93,6 +93,9 @@ struct RunArgs {
     /// Further holds after a conflict, per transaction.
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Send a fresh Idempotency-Key with every hold, as a careful client does.
+    #[arg(long)]
+    idempotency_keys: bool,
     /// Seats per row of the created event (20 rows a section).
     #[arg(long, default_value_t = 50)]
     row_size: u32,
@@ -286,6 +289,7 @@ impl RunArgs {
         };
         config.front_window = self.front_window;
         config.retries = self.retries;
+        config.idempotency_keys = self.idempotency_keys;
         config.live_map = !self.no_live_map;
         config.queue.rate_per_second = self.queue_rate;
         config.queue.max_active = self.queue_max_active;

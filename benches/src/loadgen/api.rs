@@ -226,7 +226,7 @@ impl Api {
         url: Url,
         auth: Option<&HeaderValue>,
         body: Option<Bytes>,
-        extra: Option<(&HeaderName, HeaderValue)>,
+        extra: &[(&HeaderName, HeaderValue)],
         keep_body: bool,
     ) -> Result<Reply, TransportError> {
         let mut req = self.client.request(method, url);
@@ -236,8 +236,8 @@ impl Api {
         if let Some(body) = body {
             req = req.header(CONTENT_TYPE, HeaderValue::from_static("application/json")).body(body);
         }
-        if let Some((name, value)) = extra {
-            req = req.header(name, value);
+        for (name, value) in extra {
+            req = req.header(*name, value.clone());
         }
         let mut res = req.send().await?;
         let status = res.status().as_u16();

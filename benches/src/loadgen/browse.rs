@@ -16,7 +16,7 @@ pub async fn browse(run: Arc<Run>, n: u64, due: Instant) -> Flow {
         1 => (Kind::Event, run.pre.event.clone()),
         _ => (Kind::EventList, run.pre.events.clone()),
     };
-    let reply = run.call(kind, n, due, Method::GET, url, None, None, None).await;
+    let reply = run.call(kind, n, due, Method::GET, url, None, None, &[]).await;
     run.stats.with(n, |r| r.transaction(due.elapsed()));
     match reply {
         Some(reply) if classify(kind, &reply) == Outcome::Shed => {

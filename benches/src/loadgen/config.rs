@@ -118,6 +118,8 @@ pub struct Config {
     pub front_window: usize,
     /// Further holds after a conflict, per transaction.
     pub retries: u32,
+    /// Send a fresh `Idempotency-Key` with every hold.
+    pub idempotency_keys: bool,
     /// Follow the live seat stream to keep the map buyers pick from current (Tiketi's
     /// WebSocket; without it the map is refreshed by reading it after conflicts).
     pub live_map: bool,
@@ -167,6 +169,7 @@ impl Config {
             pick: Pick::Front,
             front_window: 0,
             retries: 3,
+            idempotency_keys: false,
             live_map: true,
             queue: QueueOptions { rate_per_second: 100, max_active: 0, poll_interval: Duration::from_millis(250) },
             watchers: 100,

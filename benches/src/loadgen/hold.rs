@@ -9,10 +9,12 @@ use super::seats::mix;
 use super::stats::{Kind, Outcome};
 use super::template::{SeatList, Vars};
 use reqwest::Method;
-use reqwest::header::HeaderValue;
+use reqwest::header::{HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+static IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// What a hold came to.
 #[derive(Debug)]
@@ -62,9 +64,17 @@ pub async fn hold(run: &Run, n: u64, due: Instant, buyer: usize, admission: Opti
             }
             _ => run.pre.best_body.clone(),
         };
-        let extra = admission.map(|token| (&run.api.admission_header, token.clone()));
+        let mut extra = Vec::with_capacity(2);
+        if let Some(token) = admission {
+            extra.push((&run.api.admission_header, token.clone()));
+        }
+        if run.config.idempotency_keys {
+            // Fresh per attempt: a retry after a conflict is a new request (other seats).
+            let key = format!("loadgen-{}-{n}-{attempt}", run.event);
+            extra.push((&IDEMPOTENCY_KEY, HeaderValue::from_str(&key).expect("ASCII")));
+        }
         let url = run.pre.hold.clone();
-        let Some(reply) = run.call(Kind::Hold, n, due, Method::POST, url, Some(auth), Some(body), extra).await else {
+        let Some(reply) = run.call(Kind::Hold, n, due, Method::POST, url, Some(auth), Some(body), &extra).await else {
             return Held::No(Flow::Next);
         };
         match classify(Kind::Hold, &reply) {

@@ -30,7 +30,7 @@ async fn pay(run: &Run, n: u64, buyer: usize, reservation: &str, seats: usize) -
     let auth = Some(&run.buyers[buyer]);
     let vars = Vars { event: &run.event, reservation, buyer, ..Vars::default() };
     let (url, body) = (run.api.url(&t.prepare_path, &vars), Api::body(&t.prepare_body, &vars));
-    let Some(prepared) = run.call(Kind::Prepare, n, Instant::now(), Method::POST, url, auth, Some(body), None).await
+    let Some(prepared) = run.call(Kind::Prepare, n, Instant::now(), Method::POST, url, auth, Some(body), &[]).await
     else {
         return Flow::Next;
     };
@@ -44,7 +44,7 @@ async fn pay(run: &Run, n: u64, buyer: usize, reservation: &str, seats: usize) -
     let payment_key = format!("lg-{}-{n}", run.nonce());
     let vars = Vars { order: &order, amount: &amount, payment_key: &payment_key, ..vars };
     let (url, body) = (run.api.url(&t.confirm_path, &vars), Api::body(&t.confirm_body, &vars));
-    let Some(confirmed) = run.call(Kind::Confirm, n, Instant::now(), Method::POST, url, auth, Some(body), None).await
+    let Some(confirmed) = run.call(Kind::Confirm, n, Instant::now(), Method::POST, url, auth, Some(body), &[]).await
     else {
         return Flow::Next;
     };

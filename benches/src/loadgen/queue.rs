@@ -29,7 +29,7 @@ async fn admitted_hold(run: &Run, n: u64, due: Instant, buyer: usize) -> Flow {
     let e = &run.api.endpoints;
     let auth = Some(&run.buyers[buyer]);
     let joined = Instant::now();
-    let mut reply = run.call(Kind::QueueJoin, n, due, Method::POST, run.pre.queue_join.clone(), auth, None, None).await;
+    let mut reply = run.call(Kind::QueueJoin, n, due, Method::POST, run.pre.queue_join.clone(), auth, None, &[]).await;
     let token = loop {
         let Some(answer) = reply else { return Flow::Next };
         match classify(Kind::QueueJoin, &answer) {
@@ -66,7 +66,7 @@ async fn admitted_hold(run: &Run, n: u64, due: Instant, buyer: usize) -> Flow {
             (Kind::QueueStatus, run.pre.queue_status.clone())
         };
         let method = if kind == Kind::QueueJoin { Method::POST } else { Method::GET };
-        reply = run.call(kind, n, Instant::now(), method, url, auth, None, None).await;
+        reply = run.call(kind, n, Instant::now(), method, url, auth, None, &[]).await;
     };
     let waited = joined.elapsed();
     run.stats.with(n, |r| r.queue_wait.saturating_record(waited.as_micros().max(1) as u64));

@@ -242,7 +242,7 @@ impl Run {
         url: Url,
         auth: Option<&HeaderValue>,
         body: Option<Bytes>,
-        extra: Option<(&HeaderName, HeaderValue)>,
+        extra: &[(&HeaderName, HeaderValue)],
     ) -> Option<Reply> {
         let keep_body = !matches!(kind, Kind::SeatMap | Kind::Event | Kind::EventList);
         let sent = self.api.send(method, url, auth, body, extra, keep_body).await;
@@ -296,7 +296,7 @@ impl Run {
             return self.sold_out();
         }
         let now = Instant::now();
-        let reply = self.call(Kind::Probe, n, now, Method::GET, self.pre.seats.clone(), None, None, None).await;
+        let reply = self.call(Kind::Probe, n, now, Method::GET, self.pre.seats.clone(), None, None, &[]).await;
         *last = Some(Instant::now());
         let Some(reply) = reply.filter(Reply::ok) else { return false };
         let e = &self.api.endpoints;
