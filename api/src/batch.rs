@@ -5,10 +5,12 @@
 //! opening thousands of such requests arrive at once, and one query each would queue them
 //! on the connection pool (and take the database's CPU from everything else). A [`Loader`]
 //! queues the keys asked about while a query runs and asks for all of them in the next one
-//! (`WHERE … = ANY($1)`); requests asking about the same key share its answer. A request
-//! waits for its answer at most a given time (the checks are best effort: they must not
-//! stop holds while the database is slow or down), and a lookup that outlives its waiters
-//! still ends, so a caller may keep its answer.
+//! (`= ANY($1)`, or a join on `unnest`); requests asking about the same key share its
+//! answer. A request waits for its answer at most a given time (the checks are best
+//! effort: they must not stop holds while the database is slow or down). A lookup whose
+//! waiters all gave up is still made if the loader keeps answers (the user check remembers
+//! who exists), and dropped from the queue if not, so a stalled database does not leave a
+//! backlog of questions nobody waits for.
 
 use futures_util::future::BoxFuture;
 use std::collections::HashMap;
@@ -23,6 +25,9 @@ use tokio::time::Instant;
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most keys asked about in one query.
 const MAX_BATCH: usize = 1_000;
+/// Most keys waiting for a query; past it, a key is not looked up (its caller goes on
+/// without an answer).
+const MAX_QUEUED: usize = 100_000;
 
 /// One query for many keys: the values of those it found.
 pub type Fetch<K, V> = Box<dyn Fn(Vec<K>) -> BoxFuture<'static, Result<HashMap<K, V>, StoreError>> + Send + Sync>;
@@ -54,6 +59,9 @@ struct Inner<K, V> {
     what: &'static str,
     /// Whether lookups are batched; if not, each caller queries for itself.
     batched: bool,
+    /// Whether a key is still looked up once nobody waits for it (the caller keeps answers
+    /// some other way, in `fetch`).
+    keeps_answers: bool,
     fetch: Fetch<K, V>,
     waiting: Mutex<Waiting<K, V>>,
 }
@@ -77,10 +85,11 @@ where
 {
     /// A loader whose queries are `fetch`; `what` names the lookups in the log. Unless
     /// `batched`, each caller queries for itself: for a store that answers from memory,
-    /// where a batch would only add a task and a channel to every lookup.
-    pub fn new(what: &'static str, batched: bool, fetch: Fetch<K, V>) -> Self {
+    /// where a batch would only add a task and a channel to every lookup. With
+    /// `keeps_answers`, a key is looked up even once nobody waits for it any more.
+    pub fn new(what: &'static str, batched: bool, keeps_answers: bool, fetch: Fetch<K, V>) -> Self {
         let waiting = Mutex::new(Waiting { answers: HashMap::new(), queued: Vec::new(), running: false });
-        Self { inner: Arc::new(Inner { what, batched, fetch, waiting }) }
+        Self { inner: Arc::new(Inner { what, batched, keeps_answers, fetch, waiting }) }
     }
 
     /// Looks `key` up, waiting at most `wait` from when its lookup began (a request that
@@ -111,7 +120,7 @@ where
         if let Some((asked, answer)) = waiting.answers.get(&key) {
             return Some((*asked, answer.subscribe()));
         }
-        if seen() {
+        if seen() || waiting.queued.len() >= MAX_QUEUED {
             return None;
         }
         let (tx, rx) = watch::channel(None);
@@ -145,6 +154,17 @@ where
         loop {
             let batch: Vec<K> = {
                 let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                if !self.inner.keeps_answers {
+                    // Nobody waits for these any more (their callers went on without).
+                    let Waiting { answers, queued, .. } = &mut *waiting;
+                    queued.retain(|key| {
+                        let waited = answers.get(key).is_some_and(|(_, tx)| tx.receiver_count() > 0);
+                        if !waited {
+                            answers.remove(key);
+                        }
+                        waited
+                    });
+                }
                 if waiting.queued.is_empty() {
                     waiting.running = false;
                     return;
@@ -180,50 +200,45 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// A loader over the even numbers, counting its queries; each query waits for `gate`.
-    fn evens(queries: Arc<AtomicUsize>, gate: Arc<tokio::sync::Semaphore>) -> Loader<u32, u32> {
-        evens_loader(true, queries, gate)
-    }
+    /// The batches a loader over the even numbers was asked, each query held at `gate`.
+    type Asked = Arc<Mutex<Vec<Vec<u32>>>>;
 
-    fn evens_loader(batched: bool, queries: Arc<AtomicUsize>, gate: Arc<tokio::sync::Semaphore>) -> Loader<u32, u32> {
-        Loader::new(
+    fn evens(batched: bool, keeps_answers: bool, gate: Arc<tokio::sync::Semaphore>) -> (Loader<u32, u32>, Asked) {
+        let asked = Asked::default();
+        let record = asked.clone();
+        let loader = Loader::new(
             "even numbers",
             batched,
+            keeps_answers,
             Box::new(move |keys: Vec<u32>| {
-                let (queries, gate) = (queries.clone(), gate.clone());
+                let (record, gate) = (record.clone(), gate.clone());
                 Box::pin(async move {
-                    queries.fetch_add(1, Ordering::SeqCst);
+                    record.lock().unwrap().push(keys.clone());
                     let _open = gate.acquire().await.expect("never closed");
                     Ok(keys.into_iter().filter(|k| k % 2 == 0).map(|k| (k, k * 10)).collect())
                 })
             }),
-        )
+        );
+        (loader, asked)
+    }
+
+    fn load(loader: &Loader<u32, u32>, key: u32, wait: Duration) -> tokio::task::JoinHandle<Found<u32>> {
+        let loader = loader.clone();
+        tokio::spawn(async move { loader.load(key, wait, || false).await })
     }
 
     #[tokio::test]
     async fn keys_asked_about_during_a_query_share_the_next_one() {
-        let queries = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let loader = evens(queries.clone(), gate.clone());
+        let (loader, asked) = evens(true, true, gate.clone());
         let wait = Duration::from_secs(10);
         // The first query (for 1) is held at the gate while 2..=6 and another 1 are asked.
-        let first = tokio::spawn({
-            let loader = loader.clone();
-            async move { loader.load(1, wait, || false).await }
-        });
-        tokio::task::yield_now().await;
-        while queries.load(Ordering::SeqCst) == 0 {
+        let first = load(&loader, 1, wait);
+        while asked.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
-        let rest: Vec<_> = [2, 3, 4, 5, 6, 1]
-            .into_iter()
-            .map(|k| {
-                let loader = loader.clone();
-                tokio::spawn(async move { loader.load(k, wait, || false).await })
-            })
-            .collect();
+        let rest: Vec<_> = [2, 3, 4, 5, 6, 1].into_iter().map(|k| load(&loader, k, wait)).collect();
         tokio::task::yield_now().await;
         gate.add_permits(100);
         assert_eq!(first.await.unwrap(), Found::No);
@@ -233,40 +248,57 @@ mod tests {
         }
         use Found::{No, Yes};
         assert_eq!(answers, vec![Yes(20), No, Yes(40), No, Yes(60), No]);
-        assert_eq!(queries.load(Ordering::SeqCst), 2, "one query for 1, one for everything asked meanwhile");
+        assert_eq!(*asked.lock().unwrap(), vec![vec![1], vec![2, 3, 4, 5, 6]], "1 asked once; the rest together");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_lookup_is_waited_for_once_and_its_answer_still_comes() {
-        let queries = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
-        let loader = evens(queries.clone(), gate.clone());
+        let (loader, asked) = evens(true, true, gate.clone());
         let wait = Duration::from_millis(250);
         assert_eq!(loader.load(2, wait, || false).await, Found::Unknown);
         // Joining the same lookup after its wait ran out: no second wait, no second query.
         let again = Instant::now();
         assert_eq!(loader.load(2, wait, || false).await, Found::Unknown);
         assert_eq!(again.elapsed(), Duration::ZERO);
-        assert_eq!(queries.load(Ordering::SeqCst), 1);
-        // The lookup ends without waiters; a caller that learnt the answer some other way
-        // (`seen`) does not start another.
+        // A caller prepared to wait longer still gets the answer of that same lookup.
+        let patient = load(&loader, 2, Duration::from_secs(10));
+        tokio::task::yield_now().await;
         gate.add_permits(1);
-        while !loader.inner.waiting.lock().unwrap().answers.is_empty() {
+        assert_eq!(patient.await.unwrap(), Found::Yes(20));
+        assert_eq!(asked.lock().unwrap().len(), 1);
+        // A caller that learnt the answer some other way (`seen`) does not start another.
+        assert_eq!(loader.load(2, wait, || true).await, Found::Unknown);
+        assert_eq!(asked.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_kept_answers_a_key_nobody_waits_for_is_not_asked() {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let (loader, asked) = evens(true, false, gate.clone());
+        // 1's query is held; 2 is queued behind it and given up on; 4 is still awaited.
+        let first = load(&loader, 1, Duration::from_secs(10));
+        while asked.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
         }
-        assert_eq!(loader.load(2, wait, || true).await, Found::Unknown);
-        assert_eq!(queries.load(Ordering::SeqCst), 1);
+        assert_eq!(loader.load(2, Duration::from_millis(250), || false).await, Found::Unknown);
+        let awaited = load(&loader, 4, Duration::from_secs(10));
+        tokio::task::yield_now().await;
+        gate.add_permits(100);
+        assert_eq!(first.await.unwrap(), Found::No);
+        assert_eq!(awaited.await.unwrap(), Found::Yes(40));
+        assert_eq!(*asked.lock().unwrap(), vec![vec![1], vec![4]]);
+        assert!(loader.inner.waiting.lock().unwrap().answers.is_empty());
     }
 
     #[tokio::test]
     async fn unbatched_each_caller_queries_for_itself() {
-        let queries = Arc::new(AtomicUsize::new(0));
-        let loader = evens_loader(false, queries.clone(), Arc::new(tokio::sync::Semaphore::new(100)));
+        let (loader, asked) = evens(false, true, Arc::new(tokio::sync::Semaphore::new(100)));
         let wait = Duration::from_secs(1);
         assert_eq!(loader.load(4, wait, || false).await, Found::Yes(40));
         assert_eq!(loader.load(4, wait, || false).await, Found::Yes(40));
         assert_eq!(loader.load(5, wait, || false).await, Found::No);
-        assert_eq!(queries.load(Ordering::SeqCst), 3);
+        assert_eq!(asked.lock().unwrap().len(), 3);
         assert!(!loader.inner.waiting.lock().unwrap().running, "no task");
     }
 }

@@ -67,6 +67,8 @@ impl AppState {
                     Loader::new(
                         "Idempotency-Keys",
                         batched,
+                        // Nobody keeps the answer once its request went on without it.
+                        false,
                         Box::new(move |keys: Vec<(UserId, String)>| {
                             let store = store.clone();
                             Box::pin(

@@ -18,10 +18,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tiketi_engine::UserId;
-use tiketi_persistence::Store;
+use tiketi_persistence::{Store, StoreError};
 
 /// How long a request waits for the store to say whether its user exists.
 const CHECK_WAIT: Duration = Duration::from_millis(250);
+/// How long one batch of user lookups may take.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The users known to exist, and their lookups. Cheap to clone.
 #[derive(Clone)]
@@ -39,12 +41,16 @@ impl UserCheck {
         let lookups = Loader::new(
             "users behind tokens",
             batched,
+            // Looked up even once nobody waits: the answer is remembered below.
+            true,
             Box::new(move |ids: Vec<UserId>| {
                 let (store, metrics, known) = (store.clone(), metrics.clone(), remember.clone());
                 Box::pin(async move {
-                    let found = store.existing_users(&ids).await.inspect_err(|_| {
-                        ids.iter().for_each(|_| metrics.user_lookup("failed"));
-                    })?;
+                    // Its own bound, inside the loader's, so that a timeout is counted too.
+                    let query = tokio::time::timeout(LOOKUP_TIMEOUT, store.existing_users(&ids)).await;
+                    let found = query
+                        .unwrap_or_else(|_| Err(StoreError::Unavailable("timed out".into())))
+                        .inspect_err(|_| ids.iter().for_each(|_| metrics.user_lookup("failed")))?;
                     let found: HashSet<UserId> = found.into_iter().collect();
                     for id in &ids {
                         metrics.user_lookup(if found.contains(id) { "found" } else { "missing" });

@@ -144,6 +144,14 @@ async fn a_journal_batch_reloads_into_the_same_state(store: Arc<dyn Store>) {
     assert_eq!(store.reservation(first).await.unwrap().unwrap().status, ReservationStatus::Cancelled);
     assert_eq!(store.reservation(sold).await.unwrap().unwrap().status, ReservationStatus::Confirmed);
     assert_eq!(store.idempotency(other, "k1").await.unwrap(), Some(idem));
+    // The batched lookups: a stored key, the same key of another user, an unknown key.
+    let asked = [(other, "k1".to_owned()), (buyer, "k1".to_owned()), (other, "k2".to_owned())];
+    assert_eq!(store.idempotency_fingerprints(&asked).await.unwrap(), vec![((other, "k1".to_owned()), "f".to_owned())]);
+    let mut found = store.existing_users(&[buyer, UserId(uuid::Uuid::new_v4()), other]).await.unwrap();
+    found.sort_by_key(|u| u.uuid());
+    let mut expected = vec![buyer, other];
+    expected.sort_by_key(|u| u.uuid());
+    assert_eq!(found, expected);
     assert_eq!(store.reservations_of(buyer).await.unwrap().len(), 3);
     assert_eq!(restored.seats().status(seat("S2-B-5")[0]), SeatStatus::Blocked);
 }

@@ -70,7 +70,7 @@ pub async fn hold(run: &Run, n: u64, due: Instant, buyer: usize, admission: Opti
         }
         if run.config.idempotency_keys {
             // Fresh per attempt: a retry after a conflict is a new request (other seats).
-            let key = format!("loadgen-{}-{n}-{attempt}", run.event);
+            let key = format!("loadgen-{}-{}-{n}-{attempt}", run.event, run.nonce());
             extra.push((&IDEMPOTENCY_KEY, HeaderValue::from_str(&key).expect("ASCII")));
         }
         let url = run.pre.hold.clone();
