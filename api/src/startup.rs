@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,6 +119,7 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, state, runtime, shutdown_deadline } = self;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let listener = listener.tap_io(no_delay);
         let server = tokio::spawn(
             axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
@@ -149,6 +151,16 @@ impl Application {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection. The live stream pushes small
+/// frames to clients that rarely write back, so their ACKs come delayed (up to 200 ms on a
+/// real network); with Nagle a frame written while the last is unacknowledged would wait
+/// for that ACK.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
     }
 }
 
@@ -276,7 +288,8 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::listen;
+    use super::{listen, no_delay};
+    use axum::serve::{Listener, ListenerExt};
     use std::time::Duration;
 
     /// Connects `clients` times to `port` without the server accepting: how many
@@ -309,5 +322,21 @@ mod tests {
         let address = format!("127.0.0.1:{}", taken.local_addr().unwrap().port());
         let err = listen(&address, 16).await.unwrap_err();
         assert!(format!("{err:#}").contains(&address), "{err:#}");
+    }
+
+    /// Whether a connection `listener` accepts has TCP_NODELAY set.
+    async fn accepted_nodelay<L: Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr>>(
+        mut listener: L,
+    ) -> bool {
+        let address = listener.local_addr().unwrap();
+        let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+        let (stream, _) = listener.accept().await;
+        stream.nodelay().unwrap()
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        assert!(!accepted_nodelay(listen("127.0.0.1:0", 16).await.unwrap()).await, "Nagle is on by default");
+        assert!(accepted_nodelay(listen("127.0.0.1:0", 16).await.unwrap().tap_io(no_delay)).await);
     }
 }
