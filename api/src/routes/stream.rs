@@ -17,16 +17,16 @@
 //! and the connection follows the event wherever it moves.
 
 mod source;
+mod upgrade;
 
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::metrics::DropLabels;
 use crate::state::AppState;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use bytes::Bytes;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::json;
 use source::{Frames, Source, Subscribed};
@@ -37,6 +37,10 @@ use tiketi_cluster::fanout::{StartPoint, StreamStart};
 use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use upgrade::{Socket, WsUpgrade};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -94,7 +98,7 @@ pub async fn subscribe(
     State(state): State<AppState>,
     ApiPath(event): ApiPath<Uuid>,
     Query(query): Query<StreamQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: WsUpgrade,
 ) -> Result<Response, ApiError> {
     let user = match &query.token {
         Some(token) => Some(state.auth().verify_access(token)?.id),
@@ -116,11 +120,11 @@ pub async fn subscribe(
     let limits = &state.settings().stream;
     // Clients send a few small messages; a small read buffer keeps ten thousand idle
     // connections cheap (the default 128 KiB is allocated, and cleared on every poll).
-    let upgrade = upgrade
-        .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_message_bytes))
+        .max_frame_size(Some(limits.max_message_bytes))
         .read_buffer_size(limits.max_message_bytes.max(4096));
-    Ok(upgrade.on_upgrade(move |socket| async move {
+    Ok(upgrade.on_upgrade(config, move |socket| async move {
         let _slot = slot;
         let metrics = &state.metrics().ws;
         metrics.connections.inc();
@@ -141,7 +145,7 @@ struct Connection {
     event: EventId,
     /// Where the event lives, as of the last (re)subscription.
     source: Source,
-    socket: WebSocket,
+    socket: Socket,
     user: Option<UserId>,
     /// The seq of the last frame sent.
     seq: u64,
@@ -153,7 +157,7 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(state: AppState, event: EventId, source: Source, socket: WebSocket, user: Option<UserId>) -> Self {
+    fn new(state: AppState, event: EventId, source: Source, socket: Socket, user: Option<UserId>) -> Self {
         let send_timeout = Duration::from_millis(state.settings().stream.send_timeout_ms);
         Self {
             state,
@@ -205,7 +209,7 @@ impl Connection {
                         };
                     }
                 }
-                message = self.socket.recv() => match message {
+                message = self.socket.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(resume) = self.client_message(&text).await? {
                             frames = self.start(Some(resume)).await?;
@@ -217,7 +221,7 @@ impl Connection {
                 },
                 _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
                 _ = draining.changed() => {
-                    self.close(close_code::AWAY, "server shutting down").await;
+                    self.close(CloseCode::Away, "server shutting down").await;
                     return Err(Some("shutdown"));
                 }
             }
@@ -230,7 +234,7 @@ impl Connection {
     async fn resync(&mut self) -> Result<Frames, DropReason> {
         self.state.metrics().ws.resyncs.inc();
         if self.too_slow() {
-            self.close(close_code::AGAIN, "too slow: resynced too often").await;
+            self.close(CloseCode::Again, "too slow: resynced too often").await;
             return Err(Some("slow"));
         }
         self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
@@ -241,13 +245,13 @@ impl Connection {
     /// connection is.
     async fn follow(&mut self) -> Result<Frames, DropReason> {
         if self.state.is_draining() {
-            self.close(close_code::AWAY, "server shutting down").await;
+            self.close(CloseCode::Away, "server shutting down").await;
             return Err(Some("shutdown"));
         }
         self.source = match Source::locate(&self.state, self.event).await {
             Ok(source) => source,
             Err(_) => {
-                self.close(close_code::AGAIN, "event unavailable").await;
+                self.close(CloseCode::Again, "event unavailable").await;
                 return Err(Some("unavailable"));
             }
         };
@@ -257,7 +261,7 @@ impl Connection {
     /// Subscribes (from `resume` or a snapshot) and sends the starting frames.
     async fn start(&mut self, resume: Option<Resume>) -> Result<Frames, DropReason> {
         let Ok(subscribed) = self.source.subscribe(&self.state, self.event, resume).await else {
-            self.close(close_code::AGAIN, "event unavailable").await;
+            self.close(CloseCode::Again, "event unavailable").await;
             return Err(Some("unavailable"));
         };
         self.begin(subscribed).await
@@ -330,9 +334,9 @@ impl Connection {
 
     /// Queues a message; [`Connection::flush`] writes what is queued.
     async fn send_bytes(&mut self, bytes: Bytes) -> Result<(), DropReason> {
-        let text = Utf8Bytes::try_from(bytes).map_err(|_| Some("internal"))?;
-        // `feed` writes only when the write buffer is full; that write is bounded too.
-        let fed = tokio::time::timeout(self.send_timeout, self.socket.feed(Message::Text(text))).await;
+        // A short message is only queued (written when the buffer is full); a long one is
+        // written as it is cut into frames. Either write is bounded.
+        let fed = tokio::time::timeout(self.send_timeout, upgrade::feed_text(&mut self.socket, bytes)).await;
         sent(fed)?;
         self.state.metrics().ws.messages.inc();
         Ok(())
@@ -349,7 +353,7 @@ impl Connection {
             // A resume may cost a snapshot: it counts against the same budget as a resync.
             Ok(ClientMessage::Resume { since, stream }) => {
                 if self.too_slow() {
-                    self.close(close_code::POLICY, "too many resumes").await;
+                    self.close(CloseCode::Policy, "too many resumes").await;
                     return Err(Some("resume_flood"));
                 }
                 Ok(Some(Resume { since, stream }))
@@ -409,7 +413,7 @@ impl Connection {
     }
 
     /// Closes the connection with a reason, waiting at most the send timeout.
-    async fn close(&mut self, code: u16, reason: &'static str) {
+    async fn close(&mut self, code: CloseCode, reason: &'static str) {
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         let _ = tokio::time::timeout(self.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
     }
@@ -417,7 +421,9 @@ impl Connection {
 
 /// A write's outcome: done, the client went away (`None`), or it did not take the write in
 /// time.
-fn sent(outcome: Result<Result<(), axum::Error>, tokio::time::error::Elapsed>) -> Result<(), DropReason> {
+fn sent(
+    outcome: Result<Result<(), tokio_tungstenite::tungstenite::Error>, tokio::time::error::Elapsed>,
+) -> Result<(), DropReason> {
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(None),

@@ -347,7 +347,7 @@ async fn bad_messages_get_an_error_and_the_stream_goes_on() {
 }
 
 #[tokio::test]
-async fn the_upgrade_refuses_a_bad_token_an_unknown_event_and_connections_past_the_limit() {
+async fn the_upgrade_refuses_a_malformed_handshake_a_bad_token_an_unknown_event_and_connections_past_the_limit() {
     let app = spawn_app_with(|s| s.stream.max_connections = 1).await;
     let event = app.create_event(1, 1, 4, 0, json!({})).await;
     let id = event["id"].as_str().unwrap().to_owned();
@@ -367,6 +367,25 @@ async fn the_upgrade_refuses_a_bad_token_an_unknown_event_and_connections_past_t
     assert_eq!((status, code.as_str()), (401, "unauthorized"));
     let (status, code, _) = refused(format!("{}/ws", uuid::Uuid::new_v4())).await;
     assert_eq!((status, code.as_str()), (404, "event_not_found"));
+    // A malformed handshake is a 400 naming the header.
+    let ws = app.url(&format!("/events/{id}/ws"));
+    let plain = app.client.get(&ws).send().await.unwrap();
+    assert_eq!(plain.status(), StatusCode::BAD_REQUEST);
+    let body: Value = plain.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("connection:"), "{body}");
+    let old = app
+        .client
+        .get(&ws)
+        .header("connection", "keep-alive, Upgrade")
+        .header("upgrade", "WebSocket")
+        .header("sec-websocket-version", "8")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), StatusCode::BAD_REQUEST);
+    let body: Value = old.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("sec-websocket-version:"), "{body}");
 
     let mut first = Live::connect(&app, &id, "").await;
     assert_eq!(first.next().await["type"], "snapshot");
