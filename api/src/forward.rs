@@ -89,9 +89,7 @@ pub async fn reroute(State(state): State<AppState>, request: Request, next: Next
         return strip(next.run(request).await);
     };
     // A WebSocket is served where it lands: Redis brings the owner's changes.
-    let websocket =
-        request.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if websocket {
+    if crate::routes::stream::is_websocket_upgrade(request.headers()) {
         return strip(next.run(request).await);
     }
     let (mut parts, body) = request.into_parts();

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use axum::serve::ListenerExt;
+use axum::serve::{Listener, ListenerExt};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,9 +119,8 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { listener, router, state, runtime, shutdown_deadline } = self;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let listener = listener.tap_io(no_delay);
         let server = tokio::spawn(
-            axum::serve(listener, router)
+            axum::serve(tuned(listener), router)
                 .with_graceful_shutdown(async move {
                     let _ = stop_rx.await;
                 })
@@ -152,6 +151,11 @@ impl Application {
         tracing::info!("shutdown complete");
         Ok(())
     }
+}
+
+/// The listener `axum::serve` takes: every connection it accepts has [`no_delay`].
+fn tuned(listener: tokio::net::TcpListener) -> impl Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    listener.tap_io(no_delay)
 }
 
 /// Turns Nagle's algorithm off on an accepted connection. The live stream pushes small
@@ -288,8 +292,8 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::{listen, no_delay};
-    use axum::serve::{Listener, ListenerExt};
+    use super::{listen, tuned};
+    use axum::serve::Listener;
     use std::time::Duration;
 
     /// Connects `clients` times to `port` without the server accepting: how many
@@ -337,6 +341,6 @@ mod tests {
     #[tokio::test]
     async fn accepted_connections_have_nagle_off() {
         assert!(!accepted_nodelay(listen("127.0.0.1:0", 16).await.unwrap()).await, "Nagle is on by default");
-        assert!(accepted_nodelay(listen("127.0.0.1:0", 16).await.unwrap().tap_io(no_delay)).await);
+        assert!(accepted_nodelay(tuned(listen("127.0.0.1:0", 16).await.unwrap())).await);
     }
 }

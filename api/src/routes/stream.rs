@@ -19,6 +19,8 @@
 mod source;
 mod upgrade;
 
+pub(crate) use upgrade::is_websocket_upgrade;
+
 use crate::error::ApiError;
 use crate::extract::ApiPath;
 use crate::metrics::DropLabels;
@@ -89,8 +91,10 @@ enum ClientMessage {
     params(("eventId" = Uuid, Path, description = "Event id"), StreamQuery),
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 400, description = "Malformed handshake; the message names the header"),
         (status = 401, description = "Invalid token"),
         (status = 404, description = "No such event"),
+        (status = 426, description = "Unsupported WebSocket version (Sec-WebSocket-Version: 13 says which)"),
         (status = 503, description = "Connection limit reached; see Retry-After")
     )
 )]
@@ -123,7 +127,10 @@ pub async fn subscribe(
     let config = WebSocketConfig::default()
         .max_message_size(Some(limits.max_message_bytes))
         .max_frame_size(Some(limits.max_message_bytes))
-        .read_buffer_size(limits.max_message_bytes.max(4096));
+        .read_buffer_size(limits.max_message_bytes.max(4096))
+        // Queued messages are written once they pass a fragment's size, so the write buffer
+        // (which keeps its largest size) stays about that small.
+        .write_buffer_size(upgrade::FRAGMENT);
     Ok(upgrade.on_upgrade(config, move |socket| async move {
         let _slot = slot;
         let metrics = &state.metrics().ws;
@@ -215,7 +222,12 @@ impl Connection {
                             frames = self.start(Some(resume)).await?;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(()),
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the closing handshake's reply: send it.
+                        let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
+                        return Ok(());
+                    }
+                    None | Some(Err(_)) => return Ok(()),
                     // Pings are answered by the protocol layer; binary is not part of it.
                     Some(Ok(_)) => {}
                 },

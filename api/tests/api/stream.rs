@@ -383,15 +383,39 @@ async fn the_upgrade_refuses_a_malformed_handshake_a_bad_token_an_unknown_event_
         .send()
         .await
         .unwrap();
-    assert_eq!(old.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(old.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(old.headers()["sec-websocket-version"], "13", "the version this server speaks");
     let body: Value = old.json().await.unwrap();
     assert!(body["error"]["message"].as_str().unwrap().starts_with("sec-websocket-version:"), "{body}");
+    let keyless = app
+        .client
+        .get(&ws)
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyless.status(), StatusCode::BAD_REQUEST);
+    let body: Value = keyless.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("sec-websocket-key:"), "{body}");
 
     let mut first = Live::connect(&app, &id, "").await;
     assert_eq!(first.next().await["type"], "snapshot");
     let (status, code, response) = refused(format!("{id}/ws")).await;
     assert_eq!((status, code.as_str()), (503, "service_unavailable"));
     assert!(response.headers().contains_key("retry-after"), "{:?}", response.headers());
+}
+
+#[tokio::test]
+async fn a_client_that_closes_gets_the_closing_handshake_back() {
+    let app = spawn_app().await;
+    let event = app.create_event(1, 1, 4, 0, json!({})).await;
+    let mut live = Live::connect(&app, event["id"].as_str().unwrap(), "").await;
+    assert_eq!(live.next().await["type"], "snapshot");
+    live.socket.close(None).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(10), live.socket.next()).await.expect("an answer");
+    assert!(matches!(reply, Some(Ok(Message::Close(_)))), "the server answers the close: {reply:?}");
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::SinkExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error, Message};
+use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 
 /// The server side of an upgraded connection.
 pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
@@ -39,31 +39,38 @@ pub struct WsUpgrade {
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        if parts.version != Version::HTTP_11 {
-            return Err(ApiError::BadRequest("a WebSocket upgrade needs HTTP/1.1".into()));
-        }
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Response> {
         let headers = &parts.headers;
+        if parts.version != Version::HTTP_11 {
+            return Err(upgrade_required("a WebSocket upgrade needs HTTP/1.1"));
+        }
         if !has_token(headers, header::CONNECTION, "upgrade") {
             return Err(invalid(header::CONNECTION, "must include \"upgrade\""));
         }
-        if !has_token(headers, header::UPGRADE, "websocket") {
+        if !is_websocket_upgrade(headers) {
             return Err(invalid(header::UPGRADE, "must be \"websocket\""));
         }
+        // RFC 6455 §4.4: an unsupported version is refused with the versions supported.
         if headers.get(header::SEC_WEBSOCKET_VERSION).is_none_or(|v| v != "13") {
-            return Err(invalid(header::SEC_WEBSOCKET_VERSION, "must be 13"));
+            return Err(upgrade_required("sec-websocket-version: must be 13 for a WebSocket upgrade"));
         }
         let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
             return Err(invalid(header::SEC_WEBSOCKET_KEY, "is missing"));
         };
         let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).expect("base64 is a valid header");
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
-            return Err(ApiError::Internal("this connection cannot be upgraded".into()));
+            return Err(upgrade_required("this connection cannot be upgraded"));
         };
         Ok(Self { accept, on_upgrade })
     }
+}
+
+/// Whether the request asks for the WebSocket protocol (`Upgrade` lists `websocket`, in any
+/// case). The cluster's forwarding middleware serves such requests where they land.
+pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    has_token(headers, header::UPGRADE, "websocket")
 }
 
 impl WsUpgrade {
@@ -94,21 +101,26 @@ impl WsUpgrade {
     }
 }
 
-/// Queues a text message on `socket`, cut into frames of at most [`FRAGMENT`] bytes, each
-/// written out before the next is formatted (a short one is only queued, as `feed` does).
-/// The client reassembles them into one message.
+/// Queues a text message on `socket`, cut into frames of at most [`FRAGMENT`] bytes (at
+/// character boundaries), each written out before the next is formatted (a short one is
+/// only queued, as `feed` does). The client reassembles them into one message.
 pub(super) async fn feed_text<S>(socket: &mut WebSocketStream<S>, text: Bytes) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let text = Utf8Bytes::try_from(text).map_err(|e| Error::Utf8(e.to_string()))?;
     if text.len() <= FRAGMENT {
-        let text = text.try_into().map_err(|_| Error::Utf8("a text message must be UTF-8".into()))?;
         return socket.feed(Message::Text(text)).await;
     }
-    let mut rest = text;
+    let mut rest = Bytes::from(text);
     let mut opcode = OpCode::Data(Data::Text);
     while !rest.is_empty() {
-        let part = rest.split_to(rest.len().min(FRAGMENT));
+        // A fragment may split a character (RFC 6455 §5.6), but strict clients reject it.
+        let mut cut = rest.len().min(FRAGMENT);
+        while cut < rest.len() && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
+            cut -= 1;
+        }
+        let part = rest.split_to(cut);
         let last = rest.is_empty();
         socket.send(Message::Frame(Frame::message(part, opcode, last))).await?;
         opcode = OpCode::Data(Data::Continue);
@@ -126,9 +138,17 @@ fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// A malformed handshake: 400, as RFC 6455 §4.2.1 asks, naming the header.
-fn invalid(name: HeaderName, message: &str) -> ApiError {
-    ApiError::BadRequest(format!("{name}: {message} for a WebSocket upgrade"))
+/// A malformed handshake: 400 (RFC 6455 §4.2.2), naming the header.
+fn invalid(name: HeaderName, message: &str) -> Response {
+    ApiError::BadRequest(format!("{name}: {message} for a WebSocket upgrade")).into_response()
+}
+
+/// 426 Upgrade Required, naming the version this server speaks.
+fn upgrade_required(message: &str) -> Response {
+    let mut response = ApiError::BadRequest(message.to_owned()).into_response();
+    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+    response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+    response
 }
 
 #[cfg(test)]
@@ -180,6 +200,31 @@ mod tests {
         // Text (0x1), then continuations (0x0); only the last is final.
         assert_eq!(shape, [(false, 1, FRAGMENT), (false, 0, FRAGMENT), (true, 0, 100)]);
         assert_eq!(frames.into_iter().flat_map(|(_, _, payload)| payload).collect::<Vec<u8>>(), message);
+    }
+
+    #[tokio::test]
+    async fn each_fragment_is_written_before_the_next_is_formatted() {
+        // Room for one fragment on the wire and nobody reading: a socket that formatted the
+        // whole message into its buffer (and kept that buffer) would return at once.
+        let (ours, _theirs) = tokio::io::duplex(FRAGMENT + 64);
+        let mut socket = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
+        let sending = feed_text(&mut socket, text(5 * FRAGMENT));
+        let stalled = tokio::time::timeout(std::time::Duration::from_millis(50), sending).await;
+        assert!(stalled.is_err(), "the second fragment waits for the first to be read");
+    }
+
+    #[tokio::test]
+    async fn a_character_is_never_split_between_fragments() {
+        let (mut socket, mut wire) = server().await;
+        let message = format!("{}é{}", "a".repeat(FRAGMENT - 1), "b".repeat(10));
+        feed_text(&mut socket, Bytes::from(message.clone())).await.unwrap();
+        let frames = frames(&mut wire, 2).await;
+        assert_eq!(frames[0].2.len(), FRAGMENT - 1, "the cut moves back to the character's start");
+        for (_, _, payload) in &frames {
+            assert!(std::str::from_utf8(payload).is_ok(), "each fragment is UTF-8 on its own");
+        }
+        let whole: Vec<u8> = frames.into_iter().flat_map(|(_, _, payload)| payload).collect();
+        assert_eq!(whole, message.as_bytes());
     }
 
     #[tokio::test]
