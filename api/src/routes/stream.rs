@@ -181,13 +181,31 @@ impl Connection {
     }
 
     /// Serves the connection, from `first` if it was subscribed already, until the client
-    /// leaves (`Ok`) or the server drops it.
+    /// leaves (`Ok`), the server drops it, or the node shuts down.
     async fn run(&mut self, resume: Option<Resume>, first: Option<Subscribed>) -> Result<(), DropReason> {
+        // Watched once for the whole connection, not once per frame: the watch is shared by
+        // every connection of the node, and each wait takes its lock.
+        let mut draining = self.state.draining();
+        let served = tokio::select! {
+            served = self.serve(resume, first) => Some(served),
+            _ = draining.wait_for(|&draining| draining) => None,
+        };
+        match served {
+            Some(served) => served,
+            None => {
+                // A frame cut short stays whole on the wire (tungstenite keeps what it did not
+                // write), and a close may come between the fragments of a message.
+                self.close(CloseCode::Away, "server shutting down").await;
+                Err(Some("shutdown"))
+            }
+        }
+    }
+
+    async fn serve(&mut self, resume: Option<Resume>, first: Option<Subscribed>) -> Result<(), DropReason> {
         let mut frames = match first {
             Some(subscribed) => self.begin(subscribed).await?,
             None => self.start(resume).await?,
         };
-        let mut draining = self.state.draining();
         let queue_every = Duration::from_secs(self.state.settings().stream.queue_update_secs.max(1));
         let mut queue_tick = tokio::time::interval_at(Instant::now() + queue_every, queue_every);
         loop {
@@ -232,10 +250,6 @@ impl Connection {
                     Some(Ok(_)) => {}
                 },
                 _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
-                _ = draining.changed() => {
-                    self.close(CloseCode::Away, "server shutting down").await;
-                    return Err(Some("shutdown"));
-                }
             }
             self.flush().await?;
         }
