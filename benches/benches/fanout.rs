@@ -8,9 +8,10 @@
 //!    sections x 10 rows x 50) with a 2 s hold TTL, so holds lapse and the seats come back
 //!    for more holds. 10,000 subscribers connect, 500 at a time, and each reads its snapshot
 //!    (~150 KB; a bigger map would make setup push gigabytes over loopback).
-//! 2. Load: one thread offers 200 holds/s of `{"bestAvailable":{"quantity":2}}` over HTTP,
-//!    open loop (each request spawned at its scheduled time, whatever earlier ones are
-//!    doing). After a 2 s warm-up, 10 s are measured.
+//! 2. Load: one thread offers 200 holds/s (or `TIKETI_BENCH_HOLD_RATE`) of
+//!    `{"bestAvailable":{"quantity":2}}` over HTTP, open loop (each request spawned at its
+//!    scheduled time, whatever earlier ones are doing). After a 2 s warm-up, 10 s are
+//!    measured.
 //!
 //! What is measured, in that window:
 //!
@@ -67,7 +68,11 @@ const SUBSCRIBERS: usize = 10_000;
 const CONNECT_CONCURRENCY: usize = 500;
 /// Sections x rows x seats per row: 2,000 seats.
 const LAYOUT: (u32, u32, u32) = (4, 10, 50);
-const HOLD_RATE: u64 = 200;
+/// Holds offered per second: 200 unless `TIKETI_BENCH_HOLD_RATE` says otherwise (2 shows
+/// what one wave to every subscriber costs on an almost idle stream).
+fn hold_rate() -> u64 {
+    std::env::var("TIKETI_BENCH_HOLD_RATE").ok().and_then(|r| r.parse().ok()).filter(|&r| r > 0).unwrap_or(200)
+}
 const HOLD_QUANTITY: u32 = 2;
 const HOLD_TTL_SECS: u64 = 2;
 const BUYERS: usize = 20;
@@ -125,8 +130,9 @@ async fn run(server: &Path) {
         nproc()
     );
     println!(
-        "{SUBSCRIBERS} subscribers on one event of {seats} seats; {HOLD_RATE} holds/s of {HOLD_QUANTITY} seats \
+        "{SUBSCRIBERS} subscribers on one event of {seats} seats; {} holds/s of {HOLD_QUANTITY} seats \
          (TTL {HOLD_TTL_SECS} s); stream tick {} ms; {} s warm-up, {} s measured",
+        hold_rate(),
         tick_ms(),
         WARMUP.as_secs(),
         MEASURED.as_secs()
@@ -153,7 +159,7 @@ async fn run(server: &Path) {
         runs.push(result);
     }
 
-    let name = format!("fan-out: {SUBSCRIBERS} subscribers, {HOLD_RATE} holds/s");
+    let name = format!("fan-out: {SUBSCRIBERS} subscribers, {} holds/s", hold_rate());
     let col = |f: fn(&RunResult) -> f64| runs.iter().map(f).collect::<Vec<_>>();
     let rows = [
         Row::new(&name, "frames delivered/s", col(|r| r.frames_per_s), 0, ">= 200,000"),
@@ -553,7 +559,7 @@ struct HoldSample {
     measured: bool,
 }
 
-/// Offers `HOLD_RATE` holds/s on a thread and runtime of its own, so the subscribers'
+/// Offers [`hold_rate`] holds/s on a thread and runtime of its own, so the subscribers'
 /// runtime cannot delay the schedule, until `stop`.
 fn start_load(
     url: String,
@@ -567,7 +573,7 @@ fn start_load(
             let client = Client::builder().timeout(Duration::from_secs(10)).build().expect("an HTTP client");
             let (url, buyers) = (Arc::new(url), Arc::new(buyers));
             let body = Arc::new(json!({ "bestAvailable": { "quantity": HOLD_QUANTITY } }));
-            let period = Duration::from_secs_f64(1.0 / HOLD_RATE as f64);
+            let period = Duration::from_secs_f64(1.0 / hold_rate() as f64);
             let start = tokio::time::Instant::now();
             let mut requests = tokio::task::JoinSet::new();
             for i in 0u32.. {
