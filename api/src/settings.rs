@@ -203,6 +203,8 @@ pub struct StreamSettings {
     pub max_resyncs_per_minute: u32,
     /// How often a buyer waiting in an admission queue gets a position update.
     pub queue_update_secs: u64,
+    /// Threads of the stream's own runtime (0: the connections share the request runtime).
+    pub workers: usize,
 }
 
 /// `[payments]`

@@ -33,7 +33,39 @@ pub struct Application {
     router: Router,
     state: AppState,
     runtime: Runtime,
+    streams: StreamThreads,
     shutdown_deadline: Duration,
+}
+
+/// The live stream's own runtime (`stream.workers` threads), stopped when the node is.
+struct StreamThreads(Option<tokio::runtime::Runtime>);
+
+impl StreamThreads {
+    fn start(workers: usize) -> anyhow::Result<Self> {
+        if workers == 0 {
+            return Ok(Self(None));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("tiketi-stream")
+            .enable_all()
+            .build()
+            .context("starting the live stream's threads")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> Option<tokio::runtime::Handle> {
+        self.0.as_ref().map(|runtime| runtime.handle().clone())
+    }
+}
+
+impl Drop for StreamThreads {
+    fn drop(&mut self) {
+        // Not waiting: this may run on another runtime's thread.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl Application {
@@ -83,7 +115,8 @@ impl Application {
         if let Some(cluster) = &cluster {
             cluster.start(runtime.directory().clone()).await;
         }
-        let state = AppState::new(runtime.directory().clone(), cluster, auth, settings.clone());
+        let streams = StreamThreads::start(settings.stream.workers)?;
+        let state = AppState::new(runtime.directory().clone(), cluster, auth, settings.clone(), streams.handle());
         bootstrap_admin(&state).await?;
         if settings.demo.enabled
             && let Some(event) = crate::demo::seed(&state).await.context("seeding demo data")?
@@ -95,6 +128,7 @@ impl Application {
             router: router(state.clone()),
             state,
             runtime,
+            streams,
             shutdown_deadline: Duration::from_secs(settings.server.shutdown_deadline_secs),
         })
     }
@@ -117,7 +151,7 @@ impl Application {
     /// Serves until `signal` completes, then: not ready, stop accepting, let in-flight
     /// requests finish, stop the actors and flush the journal, all within the deadline.
     pub async fn run_until(self, signal: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, state, runtime, shutdown_deadline } = self;
+        let Self { listener, router, state, runtime, streams, shutdown_deadline } = self;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(tuned(listener), router)
@@ -140,6 +174,10 @@ impl Application {
             Ok(Err(e)) => tracing::error!(error = %e, "server task failed"),
             Err(_) => tracing::warn!("in-flight requests did not finish before the deadline"),
         }
+        // Live streams were told to close when draining began; their threads stop last.
+        if tokio::time::timeout_at(deadline, state.live_streams_ended()).await.is_err() {
+            tracing::warn!("live-stream connections still open at the deadline");
+        }
         if let Some(leaving) = leaving
             && tokio::time::timeout_at(deadline, leaving).await.is_err()
         {
@@ -148,6 +186,7 @@ impl Application {
         if tokio::time::timeout_at(deadline, runtime.shutdown()).await.is_err() {
             anyhow::bail!("the write-behind journal was not flushed before the shutdown deadline");
         }
+        drop(streams);
         tracing::info!("shutdown complete");
         Ok(())
     }
@@ -292,7 +331,7 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::{listen, tuned};
+    use super::{StreamThreads, listen, tuned};
     use axum::serve::Listener;
     use std::time::Duration;
 
@@ -342,5 +381,17 @@ mod tests {
     async fn accepted_connections_have_nagle_off() {
         assert!(!accepted_nodelay(listen("127.0.0.1:0", 16).await.unwrap()).await, "Nagle is on by default");
         assert!(accepted_nodelay(tuned(listen("127.0.0.1:0", 16).await.unwrap())).await);
+    }
+
+    #[tokio::test]
+    async fn the_stream_threads_run_their_tasks_and_stop_from_async_code() {
+        assert!(StreamThreads::start(0).unwrap().handle().is_none(), "0 shares the request runtime");
+        let threads = StreamThreads::start(1).unwrap();
+        let handle = threads.handle().unwrap();
+        let name = handle.spawn(async { std::thread::current().name().map(str::to_owned) }).await.unwrap();
+        assert_eq!(name.as_deref(), Some("tiketi-stream"));
+        // Dropping a runtime here would panic if it waited for its threads.
+        drop(threads);
+        assert!(handle.spawn(async {}).await.is_err(), "nothing runs on stopped threads");
     }
 }

@@ -7,12 +7,14 @@ use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::user_check::UserCheck;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tiketi_actors::{Directory, EventHandle};
 use tiketi_cluster::Cluster;
 use tiketi_engine::{EventId, SeatIndex, SeatMap, Timestamp, UserId};
 use tiketi_persistence::Store;
+use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 
 /// Cheap to clone: one `Arc`.
@@ -35,6 +37,10 @@ struct Inner {
     labels: Mutex<HashMap<EventId, Arc<SeatMap>>>,
     metrics: Metrics,
     ws_slots: Arc<Semaphore>,
+    /// The runtime requests and the event actors run on.
+    requests: Handle,
+    /// The live stream's own runtime (`stream.workers`), if it has one.
+    streams: Option<Handle>,
     /// Whether a valid token's user exists in the store, looked up once per user.
     users: UserCheck,
     /// The fingerprints stored for Idempotency-Keys, looked up in batches.
@@ -54,8 +60,15 @@ impl AppState {
         self.inner.idempotency.load((user, key), wait, || false).await
     }
 
-    /// Assembles the state.
-    pub fn new(directory: Directory, cluster: Option<Cluster>, auth: AuthKeys, settings: Settings) -> Self {
+    /// Assembles the state, on the runtime that serves requests; `streams` runs the live
+    /// stream's connections if it is given.
+    pub fn new(
+        directory: Directory,
+        cluster: Option<Cluster>,
+        auth: AuthKeys,
+        settings: Settings,
+        streams: Option<Handle>,
+    ) -> Self {
         let metrics = Metrics::new(&directory, cluster.as_ref());
         // The embedded store answers from memory: its lookups gain nothing from batching.
         let batched = settings.store.kind != crate::settings::StoreKind::Memory;
@@ -88,6 +101,8 @@ impl AppState {
                     .expect("an HTTP client without TLS always builds"),
                 auth,
                 ws_slots: Arc::new(Semaphore::new(settings.stream.max_connections)),
+                requests: Handle::current(),
+                streams,
                 settings,
                 draining: watch::Sender::new(false),
                 labels: Mutex::default(),
@@ -170,6 +185,42 @@ impl AppState {
     /// A WebSocket connection slot, or `None` at the configured limit.
     pub fn ws_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.inner.ws_slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Waits until every WebSocket connection has ended (their slots are back), and takes
+    /// the slots so that no new one starts.
+    pub async fn live_streams_ended(&self) {
+        let all = u32::try_from(self.settings().stream.max_connections).unwrap_or(u32::MAX);
+        if let Ok(slots) = self.inner.ws_slots.acquire_many(all).await {
+            slots.forget();
+        }
+    }
+
+    /// Runs a live-stream connection: on the stream's own runtime if there is one, so that
+    /// writing a frame to thousands of subscribers does not queue in front of buyers'
+    /// requests and the event actors.
+    pub fn spawn_stream(&self, connection: impl Future<Output = ()> + Send + 'static) {
+        match &self.inner.streams {
+            Some(streams) => drop(streams.spawn(connection)),
+            None => drop(tokio::spawn(connection)),
+        }
+    }
+
+    /// Runs `work` on the request runtime and waits for it. A stream connection's calls go
+    /// through here when they may start an event's actor or open a pooled connection to
+    /// another node: those belong to the request runtime, which outlives the stream's.
+    pub async fn on_request_runtime<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        if self.inner.streams.is_none() {
+            return work.await;
+        }
+        match self.inner.requests.spawn(work).await {
+            Ok(done) => done,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(ApiError::Unavailable("the node is shutting down".into(), Duration::from_secs(1))),
+        }
     }
 
     /// Seat ids for seat indexes of an event. Layouts never change after an event is

@@ -131,7 +131,8 @@ pub async fn subscribe(
         // Queued messages are written once they pass a fragment's size, so the write buffer
         // (which keeps its largest size) stays about that small.
         .write_buffer_size(upgrade::FRAGMENT);
-    Ok(upgrade.on_upgrade(config, move |socket| async move {
+    let spawner = state.clone();
+    let (response, connection) = upgrade.on_upgrade(config, move |socket| async move {
         let _slot = slot;
         let metrics = &state.metrics().ws;
         metrics.connections.inc();
@@ -140,7 +141,9 @@ pub async fn subscribe(
             state.metrics().ws.dropped.get_or_create(&DropLabels { reason }).inc();
         }
         state.metrics().ws.connections.dec();
-    }))
+    });
+    spawner.spawn_stream(connection);
+    Ok(response)
 }
 
 /// Why a connection ended early: `Some(reason)` when the server dropped it (counted by

@@ -57,6 +57,9 @@ struct HubInner {
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
     connected: watch::Sender<bool>,
     metrics: FanoutMetrics,
+    /// The runtime the hub was made on: the one its connection task runs on, and where an
+    /// unsubscription is sent from, whichever runtime drops the last feed.
+    runtime: Option<tokio::runtime::Handle>,
     /// Dropped with the hub: stops its connection task.
     _stop: oneshot::Sender<()>,
 }
@@ -100,6 +103,7 @@ impl Hub {
             sink: tokio::sync::Mutex::new(None),
             connected: watch::Sender::new(false),
             metrics,
+            runtime: tokio::runtime::Handle::try_current().ok(),
             _stop: stop,
         });
         let task = run(Arc::downgrade(&inner), client, stopped);
@@ -247,12 +251,12 @@ impl HubInner {
         if !last {
             return;
         }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
+        match self.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok()) {
+            Some(runtime) => {
                 runtime.spawn(self.clone().unsubscribe(event));
             }
             // No runtime, so no connection task either: nothing to tell Redis.
-            Err(_) => {
+            None => {
                 let mut channels = self.lock();
                 if channels.get(&event).is_some_and(|c| c.refs == 0) {
                     channels.remove(&event);

@@ -26,6 +26,7 @@ const BIND_ATTEMPTS: usize = 3;
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Where a connection's event lives.
+#[derive(Clone)]
 pub(super) enum Source {
     /// On this node: its actor.
     Local(EventHandle),
@@ -34,6 +35,7 @@ pub(super) enum Source {
 }
 
 /// Another node's event, followed through this node's hub.
+#[derive(Clone)]
 pub(super) struct Remote {
     cluster: Cluster,
     hub: Hub,
@@ -72,9 +74,17 @@ impl Frames {
     }
 }
 
+// A connection runs on the stream's runtime (`AppState::spawn_stream`); what it asks of
+// its source runs on the request runtime: finding the event may start its actor, and
+// asking another node opens pooled connections, and both must outlive the stream's threads.
 impl Source {
     /// Where `event` lives now: its actor here (activated if needed), or another node.
     pub(super) async fn locate(state: &AppState, event: EventId) -> Result<Self, ApiError> {
+        let here = state.clone();
+        state.on_request_runtime(async move { Self::find(&here, event).await }).await
+    }
+
+    async fn find(state: &AppState, event: EventId) -> Result<Self, ApiError> {
         let Some(cluster) = state.cluster() else { return Ok(Self::Local(state.event(event).await?)) };
         if let Route::Local(_) = cluster.route(event) {
             match state.event(event).await {
@@ -100,13 +110,18 @@ impl Source {
         event: EventId,
         resume: Option<Resume>,
     ) -> Result<Subscribed, ApiError> {
-        match self {
-            Self::Local(handle) => {
-                let (start, frames) = subscribe_local(handle, resume).await?;
-                Ok(Subscribed { start, frames: Frames::Local(frames) })
-            }
-            Self::Remote(remote) => remote.subscribe(state, event, resume).await,
-        }
+        let (source, here) = (self.clone(), state.clone());
+        state
+            .on_request_runtime(async move {
+                match source {
+                    Self::Local(handle) => {
+                        let (start, frames) = subscribe_local(&handle, resume).await?;
+                        Ok(Subscribed { start, frames: Frames::Local(frames) })
+                    }
+                    Self::Remote(remote) => remote.subscribe(&here, event, resume).await,
+                }
+            })
+            .await
     }
 
     /// Where `user` stands in the event's queue (asking is their heartbeat).
@@ -116,10 +131,15 @@ impl Source {
         event: EventId,
         user: UserId,
     ) -> Result<QueueStanding, ApiError> {
-        match self {
-            Self::Local(handle) => Ok(handle.queue_status(user).await?),
-            Self::Remote(remote) => remote.queue_status(state, event, user).await,
-        }
+        let (source, here) = (self.clone(), state.clone());
+        state
+            .on_request_runtime(async move {
+                match source {
+                    Self::Local(handle) => Ok(handle.queue_status(user).await?),
+                    Self::Remote(remote) => remote.queue_status(&here, event, user).await,
+                }
+            })
+            .await
     }
 }
 

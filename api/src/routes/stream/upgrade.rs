@@ -74,14 +74,19 @@ pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 }
 
 impl WsUpgrade {
-    /// The `101 Switching Protocols` answer; once it is sent, `serve` gets the socket.
-    pub(super) fn on_upgrade<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    /// The `101 Switching Protocols` answer, and the connection to run (spawn it): once the
+    /// answer is sent, it hands `serve` the socket.
+    pub(super) fn on_upgrade<F, Fut>(
+        self,
+        config: WebSocketConfig,
+        serve: F,
+    ) -> (Response, impl Future<Output = ()> + Send + 'static)
     where
         F: FnOnce(Socket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
-        tokio::spawn(async move {
+        let connection = async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let socket =
@@ -90,14 +95,14 @@ impl WsUpgrade {
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
-        });
+        };
         let mut response = Response::new(Body::empty());
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let headers = response.headers_mut();
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, self.accept);
-        response
+        (response, connection)
     }
 }
 
