@@ -17,6 +17,26 @@ use tiketi_persistence::Store;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 
+tokio::task_local! {
+    /// Set in the tasks [`AppState::spawn_stream`] puts on the stream's own runtime.
+    static ON_STREAM_RUNTIME: ();
+}
+
+/// Runs `work` as a task on `runtime` and waits for it; dropping the wait aborts the task.
+async fn run_on<T: Send + 'static>(
+    runtime: &Handle,
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+    impl<T> Drop for AbortOnDrop<T> {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut task = AbortOnDrop(runtime.spawn(work));
+    (&mut task.0).await
+}
+
 /// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct AppState {
@@ -201,22 +221,24 @@ impl AppState {
     /// requests and the event actors.
     pub fn spawn_stream(&self, connection: impl Future<Output = ()> + Send + 'static) {
         match &self.inner.streams {
-            Some(streams) => drop(streams.spawn(connection)),
+            Some(streams) => drop(streams.spawn(ON_STREAM_RUNTIME.scope((), connection))),
             None => drop(tokio::spawn(connection)),
         }
     }
 
-    /// Runs `work` on the request runtime and waits for it. A stream connection's calls go
-    /// through here when they may start an event's actor or open a pooled connection to
-    /// another node: those belong to the request runtime, which outlives the stream's.
+    /// Runs `work` on the request runtime and waits for it: at once when the caller is
+    /// there already, else as a task there that is cancelled if the caller is (as `work`
+    /// itself would have been). A stream connection's calls go through here when they may
+    /// start an event's actor or open a pooled connection to another node: those belong to
+    /// the request runtime, which outlives the stream's.
     pub async fn on_request_runtime<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
     ) -> Result<T, ApiError> {
-        if self.inner.streams.is_none() {
+        if ON_STREAM_RUNTIME.try_with(|_| ()).is_err() {
             return work.await;
         }
-        match self.inner.requests.spawn(work).await {
+        match run_on(&self.inner.requests, work).await {
             Ok(done) => done,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => Err(ApiError::Unavailable("the node is shutting down".into(), Duration::from_secs(1))),
@@ -250,5 +272,44 @@ impl AppState {
             }
         };
         Ok(seats.iter().map(|&s| map.seat_id(s)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_on;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    /// Sets its flag when dropped.
+    struct Dropped(Arc<AtomicBool>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn work_run_on_another_runtime_answers_and_is_cancelled_with_its_caller() {
+        let other = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let ran_on = run_on(other.handle(), async { std::thread::current().id() }).await.unwrap();
+        assert_ne!(ran_on, std::thread::current().id(), "it ran there");
+
+        let (finished, dropped) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let (done, guard) = (finished.clone(), Dropped(dropped.clone()));
+        let work = run_on(other.handle(), async move {
+            let _guard = guard;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            done.store(true, Ordering::SeqCst);
+        });
+        assert!(tokio::time::timeout(Duration::from_millis(20), work).await.is_err(), "still running");
+        // The caller gave up: the task is aborted, so its future is dropped unfinished.
+        while !dropped.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!finished.load(Ordering::SeqCst));
+        other.shutdown_background();
     }
 }
