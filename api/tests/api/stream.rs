@@ -414,6 +414,27 @@ async fn a_client_that_closes_gets_the_closing_handshake_back() {
 }
 
 #[tokio::test]
+async fn a_client_that_never_reads_does_not_hold_up_the_shutdown() {
+    let app = spawn_app_with(|s| {
+        s.stream.send_timeout_ms = 300;
+        s.server.shutdown_deadline_secs = 10;
+    })
+    .await;
+    // 300,000 seats: a snapshot of ~12 MB, more than both ends' socket buffers hold (4 MB
+    // to send and 6 MB to receive at most, by Linux's defaults).
+    let event = app.create_event(24, 25, 500, 0, json!({})).await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/events/{id}/ws", app.url("").replacen("http", "ws", 1));
+    let (_stuck, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket connects");
+    let mut live = Live::connect(&app, &id, "").await;
+    assert_eq!(live.next().await["type"], "snapshot");
+    // The shutdown waits for every live stream's slot, the stuck one's included (its
+    // writes give up after the send timeout), then flushes: a hang past the deadline
+    // would make it unclean.
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn shutting_down_closes_live_connections_and_exits_cleanly() {
     let app = spawn_app().await;
     let event = app.create_event(1, 1, 4, 0, json!({})).await;
