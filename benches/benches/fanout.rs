@@ -71,7 +71,7 @@ const LAYOUT: (u32, u32, u32) = (4, 10, 50);
 /// Holds offered per second: 200 unless `TIKETI_BENCH_HOLD_RATE` says otherwise (2 shows
 /// what one wave to every subscriber costs on an almost idle stream).
 fn hold_rate() -> u64 {
-    std::env::var("TIKETI_BENCH_HOLD_RATE").ok().and_then(|r| r.parse().ok()).filter(|&r| r > 0).unwrap_or(200)
+    positive_env("TIKETI_BENCH_HOLD_RATE", 200)
 }
 const HOLD_QUANTITY: u32 = 2;
 const HOLD_TTL_SECS: u64 = 2;
@@ -84,7 +84,12 @@ const TREND_SPAN: Duration = Duration::from_secs(2);
 /// The server's stream tick: its default, 20 ms, unless `TIKETI_BENCH_TICK_MS` says
 /// otherwise. The most frames per second one event yields is 1000 / tick.
 fn tick_ms() -> u64 {
-    std::env::var("TIKETI_BENCH_TICK_MS").ok().and_then(|t| t.parse().ok()).filter(|&t| t > 0).unwrap_or(20)
+    positive_env("TIKETI_BENCH_TICK_MS", 20)
+}
+
+/// The positive number in environment variable `name`, else `default`.
+fn positive_env(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).filter(|&v| v > 0).unwrap_or(default)
 }
 /// Each client connection's read buffer. tungstenite allocates it up front (128 KiB by
 /// default, 1.3 GB for 10,000 clients); frames are well under 1 KB.
