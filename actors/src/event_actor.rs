@@ -104,6 +104,13 @@ pub(crate) enum EventMsg {
     },
     /// Ask the provider what became of a payment still in flight.
     Reconcile(ReservationId),
+    /// Ask the provider to refund an owed capture (by payment key), unless just asked.
+    RefundOwed(String),
+    /// The provider refunded an owed capture; durable.
+    OwedRefunded {
+        payment_key: String,
+        at: Timestamp,
+    },
     /// A live reservation's current payment.
     Payment(ReservationId, RpcReplyPort<Option<Payment>>),
     /// An admin sets a reservation's status by hand (confirmed: paid offline; cancelled),
@@ -158,6 +165,8 @@ impl EventMsg {
             Self::BeginRefund(..) => "begin_refund",
             Self::FinishRefund { .. } => "finish_refund",
             Self::Reconcile(_) => "reconcile",
+            Self::RefundOwed(_) => "refund_owed",
+            Self::OwedRefunded { .. } => "owed_refunded",
             Self::Payment(..) => "payment",
             Self::SetStatus(..) => "set_status",
         }
@@ -175,6 +184,8 @@ impl EventMsg {
                 | Self::Drain
                 | Self::Flush
                 | Self::Reconcile(_)
+                | Self::RefundOwed(_)
+                | Self::OwedRefunded { .. }
         )
     }
 }
@@ -227,6 +238,8 @@ pub(crate) struct EventState {
     pending_keys: HashMap<(UserId, String), payments::PendingKey>,
     /// When each payment in flight was last looked up at the provider.
     reconciled: HashMap<ReservationId, Instant>,
+    /// When the provider was last asked to refund each owed capture, by payment key.
+    refunds_asked: HashMap<String, Instant>,
 }
 
 /// What the actor counts about itself for operators.
@@ -269,6 +282,7 @@ impl Actor for EventActor {
                 queue: snapshot.queue,
                 queue_opened: snapshot.queue_opened,
                 payments: snapshot.payments,
+                owed_refunds: snapshot.owed_refunds,
             },
             now,
         );
@@ -308,6 +322,7 @@ impl Actor for EventActor {
             refund_waiters: HashMap::new(),
             pending_keys: HashMap::new(),
             reconciled: HashMap::new(),
+            refunds_asked: HashMap::new(),
         };
         if let Some(changes) = lapsed {
             state.push(state.entry(changes));
@@ -316,6 +331,10 @@ impl Actor for EventActor {
         for payment in state.engine.unsettled_payments() {
             tracing::warn!(order_id = %payment.order_id, status = %payment.status, "reconciling a payment in flight");
             let _ = myself.send_message(Envelope::internal(EventMsg::Reconcile(payment.reservation)));
+        }
+        for owed in state.engine.owed_refunds() {
+            tracing::warn!(order_id = %owed.order_id, "refunding a capture still owed back");
+            let _ = myself.send_message(Envelope::internal(EventMsg::RefundOwed(owed.payment_key.clone())));
         }
         state.arm_timer(&myself);
         state.arm_drain(&myself);
@@ -433,6 +452,8 @@ impl Actor for EventActor {
             EventMsg::BeginRefund(cmd, reply) => state.begin_refund(&myself, cmd, reply),
             EventMsg::FinishRefund { reservation, outcome, reply } => state.finish_refund(reservation, outcome, reply),
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
+            EventMsg::RefundOwed(payment_key) => state.refund_owed(&myself, payment_key),
+            EventMsg::OwedRefunded { payment_key, at } => state.owed_refunded(&payment_key, at),
             EventMsg::SetStatus(cmd, reply) => state.set_status(cmd, reply),
             EventMsg::Payment(reservation, reply) => {
                 let _ = reply.send(state.engine.payment(reservation).cloned());
@@ -515,11 +536,17 @@ impl EventState {
             Some("subscribers")
         } else if !self.overflow.is_empty() || !self.parked.is_empty() {
             Some("unflushed")
-        } else if self.engine.unsettled_payments().next().is_some() {
+        } else if self.owes_the_provider() {
             Some("payments")
         } else {
             None
         }
+    }
+
+    /// Whether a capture or refund is in flight, or a capture is owed back: stopping would
+    /// leave it until something reactivates the event.
+    fn owes_the_provider(&self) -> bool {
+        self.engine.unsettled_payments().next().is_some() || self.engine.owed_refunds().next().is_some()
     }
 
     /// What pins the actor even against an operator's passivation: stopping it would stop a
@@ -531,7 +558,7 @@ impl EventState {
             Some("on_sale")
         } else if !self.overflow.is_empty() || !self.parked.is_empty() {
             Some("unflushed")
-        } else if self.engine.unsettled_payments().next().is_some() {
+        } else if self.owes_the_provider() {
             Some("payments")
         } else {
             None

@@ -284,7 +284,9 @@ impl LiveStream {
                 Change::ReservationCreated(_)
                 | Change::ReservationStatus { .. }
                 | Change::Queue(_)
-                | Change::Payment(_) => {}
+                | Change::Payment(_)
+                | Change::RefundOwed(_)
+                | Change::RefundPaid { .. } => {}
             }
         }
     }

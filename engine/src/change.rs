@@ -2,8 +2,8 @@
 //! and the live seat (and queue) stream.
 
 use crate::{
-    EventStatus, Payment, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex, SeatStatus,
-    TicketTypeId, Timestamp, UserId,
+    EventStatus, OwedRefund, Payment, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex,
+    SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +44,15 @@ pub enum Change {
     Queue(QueueChange),
     /// A payment attempt's new state (the whole record).
     Payment(Box<Payment>),
+    /// A capture that must be refunded (see [`OwedRefund`]).
+    RefundOwed(Box<OwedRefund>),
+    /// The provider refunded an owed capture.
+    RefundPaid {
+        /// The capture's payment key.
+        payment_key: String,
+        /// When the provider refunded it.
+        at: Timestamp,
+    },
 }
 
 /// Everything one command changed, stamped with the event's next sequence number.

@@ -12,12 +12,12 @@ pub use payment::{
 use crate::layout::TicketTypeSpec;
 use crate::queue::Queue;
 use crate::{
-    Change, ChangeSet, EngineError, EventId, EventStatus, LeaveReason, Payment, PaymentStatus, QueueMember,
+    Change, ChangeSet, EngineError, EventId, EventStatus, LeaveReason, OwedRefund, Payment, PaymentStatus, QueueMember,
     QueueSettings, QueueStanding, QueueView, Reservation, ReservationId, ReservationItems, ReservationNumber,
     ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus, TicketTypeId, Timestamp, UserId,
 };
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::Duration;
 
 /// The rules an event sells by; an admin may change them while the event is live.
@@ -125,6 +125,8 @@ pub struct Persisted {
     pub queue_opened: bool,
     /// The current payment attempt of each live reservation that has one.
     pub payments: Vec<Payment>,
+    /// Captures not refunded yet (see [`OwedRefund`]).
+    pub owed_refunds: Vec<OwedRefund>,
 }
 
 /// One event's seat map, GA inventory, live reservations and lifecycle.
@@ -147,6 +149,8 @@ pub struct EventEngine {
     queue: Queue,
     /// The current payment attempt of each live reservation that has one.
     payments: HashMap<ReservationId, Payment>,
+    /// Captures to refund, by payment key.
+    owed_refunds: BTreeMap<String, OwedRefund>,
 }
 
 impl EventEngine {
@@ -171,6 +175,7 @@ impl EventEngine {
             serial: 0,
             queue: Queue::new(),
             payments: HashMap::new(),
+            owed_refunds: BTreeMap::new(),
         };
         engine.status = engine.status_at(now);
         engine
@@ -213,6 +218,7 @@ impl EventEngine {
                 engine.payments.insert(p.reservation, p);
             }
         }
+        engine.owed_refunds = persisted.owed_refunds.into_iter().map(|o| (o.payment_key.clone(), o)).collect();
         // Start from the status last persisted, so a move that happened while the actor was
         // down is reported (and persisted) like any other.
         engine.status = persisted.status;

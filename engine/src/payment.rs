@@ -106,3 +106,19 @@ pub struct Payment {
     /// When the provider refunded it.
     pub cancelled_at: Option<Timestamp>,
 }
+
+/// Money the provider captured for an order that no longer sells anything: its attempt
+/// was settled otherwise (declined by a reconciliation that found no capture in time) or
+/// its reservation ended first. The capture is refunded; until the provider says it was,
+/// the debt is persisted and the refund asked for again, across restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwedRefund {
+    /// The order the capture was made for.
+    pub order_id: String,
+    /// The provider's key of the capture: what is refunded.
+    pub payment_key: String,
+    /// When the provider captured it.
+    pub captured_at: Timestamp,
+    /// When the engine learned of it.
+    pub since: Timestamp,
+}

@@ -5,7 +5,7 @@
 use std::time::Duration;
 use tiketi_engine::{
     CaptureOutcome, Change, ChangeSet, ConfirmFinish, ConfirmStart, EngineError, EventEngine, EventId, EventRules,
-    EventStatus, HoldRequest, LayoutSpec, Payment, PaymentFailure, PaymentStatus, Persisted, QueueSettings,
+    EventStatus, HoldRequest, LayoutSpec, OwedRefund, Payment, PaymentFailure, PaymentStatus, Persisted, QueueSettings,
     RefundOutcome, RefundStart, ReservationId, ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus,
     Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId, order_id, order_reservation,
 };
@@ -786,8 +786,22 @@ fn only_a_captured_payment_of_a_confirmed_reservation_is_refunded() {
 
 // 9. orphans
 
+/// The refund a capture under `key` for `order_id` at `t` is owed.
+fn owed(order_id: &str, key: &str, t: Timestamp) -> OwedRefund {
+    OwedRefund { order_id: order_id.into(), payment_key: key.into(), captured_at: t, since: t }
+}
+
+/// The change set that records `refund` as owed, at `seq`.
+fn owing(seq: u64, refund: &OwedRefund) -> ConfirmFinish {
+    ConfirmFinish::Orphaned(ChangeSet {
+        seq,
+        at: refund.since,
+        changes: vec![Change::RefundOwed(Box::new(refund.clone()))],
+    })
+}
+
 #[test]
-fn a_capture_reported_for_a_declined_or_superseded_order_is_orphaned_and_changes_nothing() {
+fn a_capture_reported_for_a_declined_or_superseded_order_is_owed_back_once_and_sells_nothing() {
     let mut e = event();
     hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
     let p = prepare(&mut e, 1, at(1));
@@ -796,39 +810,50 @@ fn a_capture_reported_for_a_declined_or_superseded_order_is_orphaned_and_changes
     let failed = failed.unwrap();
     let seq = e.seq();
 
-    // The provider captured after all: that money must go back.
+    // The provider captured after all: that money is owed back, and the debt is recorded.
+    let first = owed(&p.order_id, "key-1", at(4));
     assert_eq!(
         e.finish_confirm(&p.order_id, "key-1", captured(at(4)), at(4)),
-        (Some(failed.clone()), ConfirmFinish::Orphaned)
+        (Some(failed.clone()), owing(seq + 1, &first))
     );
-    // A second decline is a second report.
+    // A second report of the capture, or a decline, is a second report.
     assert_eq!(
-        e.finish_confirm(&p.order_id, "key-1", declined(), at(4)),
+        e.finish_confirm(&p.order_id, "key-1", captured(at(4)), at(5)),
         (Some(failed.clone()), ConfirmFinish::AlreadySettled)
     );
-    assert_eq!(e.seq(), seq);
+    assert_eq!(
+        e.finish_confirm(&p.order_id, "key-1", declined(), at(5)),
+        (Some(failed.clone()), ConfirmFinish::AlreadySettled)
+    );
+    assert_eq!(e.seq(), seq + 1);
     assert_eq!(e.payment(rid(1)), Some(&failed));
     assert_eq!((reservation_status(&e, 1), status_of(&e, "S1-A-1")), (Some(ReservationStatus::Held), SeatStatus::Held));
 
     // A new attempt is prepared and in flight; a capture under the first order is still
-    // orphaned and leaves the new attempt as it is.
+    // the one owed, and leaves the new attempt as it is.
     let (second, _) = e.prepare(rid(1), at(5)).unwrap();
     let (retry, _) = begin(&mut e, &second, "key-2", at(5));
-    assert_eq!(e.finish_confirm(&p.order_id, "key-1", captured(at(6)), at(6)), (None, ConfirmFinish::Orphaned));
-    assert_eq!((e.payment(rid(1)), e.seq()), (Some(&retry), seq + 2));
+    let seq = e.seq();
+    assert_eq!(e.finish_confirm(&p.order_id, "key-1", captured(at(6)), at(6)), (None, ConfirmFinish::AlreadySettled));
+    assert_eq!((e.payment(rid(1)), e.seq()), (Some(&retry), seq));
 
     // A capture for an order id that is not ours, or under another key than the current
-    // attempt's.
-    assert_eq!(e.finish_confirm("nonsense", "key-1", captured(at(6)), at(6)), (None, ConfirmFinish::Orphaned));
+    // attempt's: each is owed back on its own.
+    let stranger = owed("nonsense", "key-9", at(6));
+    assert_eq!(e.finish_confirm("nonsense", "key-9", captured(at(6)), at(6)), (None, owing(seq + 1, &stranger)));
+    let wrong_key = owed(&second.order_id, "key-1b", at(7));
     assert_eq!(
-        e.finish_confirm(&second.order_id, "key-1", captured(at(6)), at(6)),
-        (Some(retry.clone()), ConfirmFinish::Orphaned)
+        e.finish_confirm(&second.order_id, "key-1b", captured(at(7)), at(7)),
+        (Some(retry.clone()), owing(seq + 2, &wrong_key))
     );
-    assert_eq!(e.seq(), seq + 2);
+    assert_eq!(e.payment(rid(1)), Some(&retry));
+    let mut all: Vec<_> = e.owed_refunds().cloned().collect();
+    all.sort_by(|a, b| a.since.cmp(&b.since).then(a.payment_key.cmp(&b.payment_key)));
+    assert_eq!(all, [first, stranger, wrong_key]);
 }
 
 #[test]
-fn a_capture_reported_after_the_reservation_ended_is_orphaned() {
+fn a_capture_reported_after_the_reservation_ended_is_owed_back() {
     let mut e = event();
     hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
     let p = prepare(&mut e, 1, at(1));
@@ -837,9 +862,55 @@ fn a_capture_reported_after_the_reservation_ended_is_orphaned() {
     e.tick(at(10)).expect("the hold lapses");
     let seq = e.seq();
 
-    assert_eq!(e.finish_confirm(&p.order_id, "key-1", captured(at(11)), at(11)), (None, ConfirmFinish::Orphaned));
+    let refund = owed(&p.order_id, "key-1", at(11));
+    assert_eq!(e.finish_confirm(&p.order_id, "key-1", captured(at(11)), at(11)), (None, owing(seq + 1, &refund)));
     assert_eq!(e.finish_confirm(&p.order_id, "key-1", declined(), at(11)), (None, ConfirmFinish::AlreadySettled));
-    assert_eq!((e.seq(), e.reservation(rid(1)), e.counts()), (seq, None, counts(36, 0, 0)));
+    assert_eq!((e.seq(), e.reservation(rid(1)), e.counts()), (seq + 1, None, counts(36, 0, 0)));
+    assert_eq!(e.owed_refunds().collect::<Vec<_>>(), [&refund]);
+}
+
+#[test]
+fn a_refund_paid_clears_its_debt_once_and_an_unpaid_one_survives_a_restore() {
+    let mut e = event();
+    for (n, seat) in [(1, "S1-A-1"), (2, "S1-A-2")] {
+        hold_seats(&mut e, n, n, &[seat], OPEN).unwrap();
+    }
+    let mut debts = Vec::new();
+    for n in [1, 2] {
+        let p = prepare(&mut e, n, at(1));
+        let key = format!("key-{n}");
+        begin(&mut e, &p, &key, at(2));
+        e.finish_confirm(&p.order_id, &key, declined(), at(3));
+        e.finish_confirm(&p.order_id, &key, captured(at(4)), at(4));
+        debts.push(owed(&p.order_id, &key, at(4)));
+    }
+    let seq = e.seq();
+
+    let paid = e.refund_paid("key-1", at(5), at(6));
+    let expected = ChangeSet {
+        seq: seq + 1,
+        at: at(6),
+        changes: vec![Change::RefundPaid { payment_key: "key-1".into(), at: at(5) }],
+    };
+    assert_eq!(paid, Some(expected));
+    assert_eq!(e.refund_paid("key-1", at(5), at(7)), None, "a second report");
+    assert_eq!(e.refund_paid("key-unknown", at(5), at(7)), None);
+    assert_eq!((e.seq(), e.owed_refunds().collect::<Vec<_>>()), (seq + 1, vec![&debts[1]]));
+
+    // What the store keeps comes back, and is still owed.
+    let persisted = Persisted {
+        live: e.reservations().cloned().collect(),
+        seq: e.seq(),
+        serial: e.serial(),
+        status: e.status(),
+        owed_refunds: vec![debts[1].clone()],
+        ..Persisted::default()
+    };
+    let (mut restored, _) =
+        EventEngine::restore(event_id(), rules(), SeatMap::new(&layout()).unwrap(), standing(10), persisted, at(8));
+    assert_eq!(restored.owed_refunds().collect::<Vec<_>>(), [&debts[1]]);
+    assert!(restored.refund_paid("key-2", at(9), at(9)).is_some());
+    assert_eq!(restored.owed_refunds().count(), 0);
 }
 
 // 10. cancelling the event

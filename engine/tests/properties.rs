@@ -368,7 +368,9 @@ impl Mirror {
                 Change::ReservationCreated(_)
                 | Change::ReservationStatus { .. }
                 | Change::Queue(_)
-                | Change::Payment(_) => {}
+                | Change::Payment(_)
+                | Change::RefundOwed(_)
+                | Change::RefundPaid { .. } => {}
             }
         }
     }

@@ -98,6 +98,12 @@ impl FakeToss {
         self.shared.ledger().fail_next_cancel = true;
     }
 
+    /// While on, every cancel answers 500 `FAILED_INTERNAL_SYSTEM_PROCESSING` and cancels
+    /// nothing (a provider outage that outlasts retries).
+    pub fn set_fail_cancels(&self, fail: bool) {
+        self.shared.ledger().fail_cancels = fail;
+    }
+
     /// How many times money was captured for the order.
     pub fn captures(&self, order_id: &str) -> u32 {
         self.shared.ledger().captures(order_id)

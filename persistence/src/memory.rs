@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use tiketi_engine::{
-    Change, EventId, Payment, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus, UserId,
+    Change, EventId, OwedRefund, Payment, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus,
+    UserId,
 };
 
 /// An in-process store behind one mutex. Every operation is a few map lookups, so the
@@ -49,6 +50,8 @@ struct EventState {
     queue_opened: bool,
     /// Buyers who ever joined the queue.
     queue_joins: u64,
+    /// Captures not refunded yet, by payment key.
+    owed_refunds: BTreeMap<String, OwedRefund>,
 }
 
 impl MemoryStore {
@@ -128,6 +131,12 @@ impl Inner {
                         payments_by_reservation.entry(p.reservation).or_default().push(p.order_id.clone());
                     }
                     payments.insert(p.order_id.clone(), (**p).clone());
+                }
+                Change::RefundOwed(owed) => {
+                    state.owed_refunds.insert(owed.payment_key.clone(), (**owed).clone());
+                }
+                Change::RefundPaid { payment_key, .. } => {
+                    state.owed_refunds.remove(payment_key);
                 }
             }
         }
@@ -217,6 +226,7 @@ impl Store for MemoryStore {
                 queue: BTreeMap::new(),
                 queue_opened: false,
                 queue_joins: 0,
+                owed_refunds: BTreeMap::new(),
             },
         );
         Ok(())
@@ -278,6 +288,7 @@ impl Store for MemoryStore {
                 .filter_map(|order| inner.payments.get(order))
                 .cloned()
                 .collect(),
+            owed_refunds: state.owed_refunds.values().cloned().collect(),
         }))
     }
 
@@ -350,8 +361,9 @@ impl Store for MemoryStore {
 
     async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
         let inner = self.lock();
-        let events: BTreeSet<EventId> =
-            inner.payments.values().filter(|p| p.status.is_in_flight()).map(|p| p.event).collect();
+        let in_flight = inner.payments.values().filter(|p| p.status.is_in_flight()).map(|p| p.event);
+        let owing = inner.events.iter().filter(|(_, e)| !e.owed_refunds.is_empty()).map(|(id, _)| *id);
+        let events: BTreeSet<EventId> = in_flight.chain(owing).collect();
         Ok(events.into_iter().collect())
     }
 

@@ -23,7 +23,9 @@ use rows::{
     ts, user_from_row,
 };
 use std::time::Duration;
-use tiketi_engine::{EventId, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId};
+use tiketi_engine::{
+    EventId, OwedRefund, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId,
+};
 
 refinery::embed_migrations!("../migrations");
 
@@ -444,6 +446,22 @@ impl Store for PgStore {
             .iter()
             .map(payment_from_row)
             .collect::<Result<_, _>>()?;
+        let owed_refunds = tx
+            .query(
+                "SELECT order_id, payment_key, captured_at, since FROM owed_refunds
+                 WHERE event_id = $1 AND refunded_at IS NULL",
+                &[&id.uuid()],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(|r| OwedRefund {
+                order_id: r.get("order_id"),
+                payment_key: r.get("payment_key"),
+                captured_at: ts(r.get("captured_at")),
+                since: ts(r.get("since")),
+            })
+            .collect();
         tx.commit().await.map_err(db_err)?;
         Ok(Some(EventSnapshot {
             event,
@@ -455,6 +473,7 @@ impl Store for PgStore {
             queue,
             queue_opened,
             payments,
+            owed_refunds,
         }))
     }
 
@@ -569,7 +588,11 @@ impl Store for PgStore {
         let rows = self
             .client()
             .await?
-            .query("SELECT DISTINCT event_id FROM payments WHERE status IN ('in_progress', 'cancelling')", &[])
+            .query(
+                "SELECT event_id FROM payments WHERE status IN ('in_progress', 'cancelling')
+                 UNION SELECT event_id FROM owed_refunds WHERE refunded_at IS NULL",
+                &[],
+            )
             .await
             .map_err(db_err)?;
         Ok(rows.iter().map(|r| EventId(r.get(0))).collect())

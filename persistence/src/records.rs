@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tiketi_engine::{
-    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, Payment, QueueMember, QueueSettings,
-    Reservation, ReservationId, ReservationStatus, SeatIndex, TicketTypeSpec, Timestamp, UserId,
+    ChangeSet, EngineError, EventId, EventRules, EventStatus, LayoutSpec, OwedRefund, Payment, QueueMember,
+    QueueSettings, Reservation, ReservationId, ReservationStatus, SeatIndex, TicketTypeSpec, Timestamp, UserId,
 };
 
 /// A user's role.
@@ -217,6 +217,8 @@ pub struct EventSnapshot {
     pub queue_opened: bool,
     /// The latest payment attempt of each live reservation that has one.
     pub payments: Vec<Payment>,
+    /// Captures not refunded yet.
+    pub owed_refunds: Vec<OwedRefund>,
 }
 
 /// What an idempotent command answered the first time.

@@ -92,8 +92,9 @@ pub trait Store: Send + Sync + 'static {
     async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError>;
     /// A user's payment attempts, newest first.
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError>;
-    /// Events with a payment whose capture or refund was in flight when last written: each
-    /// must be reconciled with the provider.
+    /// Events with a payment whose capture or refund was in flight when last written, or a
+    /// capture still owed back ([`OwedRefund`](tiketi_engine::OwedRefund)): each must be
+    /// reconciled with the provider.
     async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError>;
     /// The admin status changes of a reservation, oldest first.
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError>;

@@ -402,12 +402,81 @@ async fn payments_and_audit_reload_with_their_reservations(store: Arc<dyn Store>
     assert_eq!(restored.payment(r2), engine.payment(r2));
 }
 
+/// Captures that landed after their attempt was declined are owed back: the debts reload
+/// with the event (and name it among those to reconcile) until each is refunded, including
+/// one owed and refunded within a single batch.
+async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
+    use tiketi_engine::{CaptureOutcome, ConfirmFinish, ConfirmStart, OwedRefund, PaymentFailure};
+    let buyer = user(&*store, "owed@example.com").await;
+    let record = event_record(LayoutSpec::grid(1, 1, 6, 100), 0);
+    store.create_event(record.clone()).await.unwrap();
+    let mut engine = engine_for(&record);
+    let now = T0.plus(Duration::from_secs(1));
+    let failure = PaymentFailure { code: "NOT_CAPTURED".into(), message: "no capture in time".into() };
+    // Holds a seat, pays under `key`, is declined, then the capture lands after all.
+    let orphan = |engine: &mut EventEngine, seat: &str, key: &str| {
+        let seats = engine.resolve_seats(&[seat]).unwrap();
+        let (r, cs) = hold(engine, buyer, Selection::Seats(seats), now);
+        let mut sets = vec![cs];
+        let (p, cs) = engine.prepare(r, now).unwrap();
+        sets.extend(cs);
+        let (_, ConfirmStart::Started(cs)) = engine.begin_confirm(&p.order_id, key, p.amount, now).unwrap() else {
+            panic!("started")
+        };
+        sets.push(cs);
+        let (_, ConfirmFinish::Declined(cs)) =
+            engine.finish_confirm(&p.order_id, key, CaptureOutcome::Declined(failure.clone()), now)
+        else {
+            panic!("declined")
+        };
+        sets.push(cs);
+        let captured = CaptureOutcome::Captured { approved_at: now, method: None };
+        let (_, ConfirmFinish::Orphaned(cs)) = engine.finish_confirm(&p.order_id, key, captured, now) else {
+            panic!("owed back")
+        };
+        sets.push(cs);
+        sets.into_iter().map(|cs| entry(record.id, cs)).collect::<Vec<_>>()
+    };
+    let owed_now = |engine: &EventEngine| {
+        let mut owed: Vec<OwedRefund> = engine.owed_refunds().cloned().collect();
+        owed.sort_by(|a, b| a.payment_key.cmp(&b.payment_key));
+        owed
+    };
+    let reloaded = |store: Arc<dyn Store>| async move {
+        let mut owed = store.load_event(record.id).await.unwrap().unwrap().owed_refunds;
+        owed.sort_by(|a, b| a.payment_key.cmp(&b.payment_key));
+        owed
+    };
+
+    let mut batch = orphan(&mut engine, "S1-A-1", "key-a");
+    batch.extend(orphan(&mut engine, "S1-A-2", "key-b"));
+    store.append(&batch).await.unwrap();
+    assert_eq!(owed_now(&engine).len(), 2);
+    assert_eq!(reloaded(store.clone()).await, owed_now(&engine));
+    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![record.id], "owed back: to reconcile");
+
+    // One refunded; another owed and refunded in the same batch.
+    let later = now.plus(Duration::from_secs(5));
+    let mut batch = vec![entry(record.id, engine.refund_paid("key-a", later, later).unwrap())];
+    batch.extend(orphan(&mut engine, "S1-A-3", "key-c"));
+    batch.push(entry(record.id, engine.refund_paid("key-c", later, later).unwrap()));
+    store.append(&batch).await.unwrap();
+    let left = owed_now(&engine);
+    assert_eq!(left.iter().map(|o| o.payment_key.as_str()).collect::<Vec<_>>(), ["key-b"]);
+    assert_eq!(reloaded(store.clone()).await, left);
+
+    store.append(&[entry(record.id, engine.refund_paid("key-b", later, later).unwrap())]).await.unwrap();
+    assert_eq!(reloaded(store.clone()).await, vec![]);
+    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![]);
+}
+
 against_both_stores!(
     a_journal_batch_reloads_into_the_same_state,
     payments_and_audit_reload_with_their_reservations,
     events_are_filtered_searched_and_paginated,
     a_batch_for_a_missing_event_is_refused,
     the_admission_queue_reloads_into_the_same_order,
+    captures_owed_back_reload_until_refunded,
 );
 
 #[tokio::test]
@@ -433,8 +502,11 @@ async fn postgres_itself_refuses_a_seat_in_two_live_reservations() {
 
 #[tokio::test]
 async fn migrations_are_applied_once() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    let files =
+        std::fs::read_dir(dir).unwrap().filter(|f| f.as_ref().unwrap().path().extension() == Some("sql".as_ref()));
     let store = PgStore::connect(&tiketi_testkit::fresh_database().await, 2).unwrap();
-    assert_eq!(store.migrate().await.unwrap().len(), 5);
+    assert_eq!(store.migrate().await.unwrap().len(), files.count(), "every file in migrations/");
     assert!(store.migrate().await.unwrap().is_empty());
 }
 

@@ -4,7 +4,7 @@
 
 use super::{Envelope, EventMsg, EventState, Reply, may_touch};
 use crate::handle::{
-    Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RECONCILE_RETRY, RefundCmd, reconcile, refund_orphan, settled,
+    Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RECONCILE_RETRY, RefundCmd, reconcile, refund_owed, settled,
 };
 use crate::{ActorError, EventHandle};
 use ractor::ActorRef;
@@ -153,9 +153,14 @@ impl EventState {
                 self.answer_when_durable(seq, reply, result);
                 return;
             }
-            ConfirmFinish::Orphaned => {
-                tokio::spawn(refund_orphan(self.handle(myself), order_id, payment_key));
-                let _ = reply.send(Err(EngineError::HoldExpired.into()));
+            ConfirmFinish::Orphaned(changes) => {
+                // The debt is recorded before anyone is told; the refund starts now (asking
+                // twice is harmless, and a crash before the commit loses the capture's
+                // report, which the provider's reconciliation would make again).
+                let seq = changes.seq;
+                self.push(self.entry(changes));
+                self.refund_owed(myself, payment_key);
+                self.answer_when_durable(seq, reply, Err(EngineError::HoldExpired.into()));
                 return;
             }
         };
@@ -251,6 +256,26 @@ impl EventState {
         }
         self.reconciled.insert(reservation, now);
         tokio::spawn(reconcile(self.handle(myself), payment.clone()));
+    }
+
+    /// Asks the provider to refund an owed capture, unless it was asked within half the
+    /// retry interval (start-up and a failed attempt's retry may both ask).
+    pub(super) fn refund_owed(&mut self, myself: &ActorRef<Envelope>, payment_key: String) {
+        let Some(owed) = self.engine.owed_refunds().find(|o| o.payment_key == payment_key) else { return };
+        let now = tokio::time::Instant::now();
+        if self.refunds_asked.get(&payment_key).is_some_and(|&at| now - at < RECONCILE_RETRY / 2) {
+            return;
+        }
+        tokio::spawn(refund_owed(self.handle(myself), owed.clone()));
+        self.refunds_asked.insert(payment_key, now);
+    }
+
+    /// Records that the provider refunded an owed capture. Money moved: never refused.
+    pub(super) fn owed_refunded(&mut self, payment_key: &str, at: tiketi_engine::Timestamp) {
+        self.refunds_asked.remove(payment_key);
+        if let Some(changes) = self.engine.refund_paid(payment_key, at, self.clock.now()) {
+            self.push(self.entry(changes));
+        }
     }
 
     /// Marks an idempotency key in flight until the payment it started has its answer.

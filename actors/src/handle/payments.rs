@@ -14,7 +14,9 @@ use crate::event_actor::EventMsg;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tiketi_engine::{CaptureOutcome, Payment, PaymentFailure, PaymentStatus, RefundOutcome, ReservationId, Timestamp};
+use tiketi_engine::{
+    CaptureOutcome, OwedRefund, Payment, PaymentFailure, PaymentStatus, RefundOutcome, ReservationId, Timestamp,
+};
 use tiketi_payments::{ConfirmRequest, PaymentProvider, ProviderError, ProviderStatus};
 
 /// The payment provider the actors call, shared by every event.
@@ -86,6 +88,9 @@ pub(crate) enum Begun {
 
 /// How long to wait before asking the provider again about an unknown outcome.
 pub(crate) const RECONCILE_RETRY: Duration = Duration::from_secs(5);
+/// How long to wait before asking again for a refund the provider refused outright (an
+/// operator may have settled it by hand meanwhile; the provider then reports it refunded).
+const REFUSED_REFUND_RETRY: Duration = Duration::from_secs(300);
 
 impl EventHandle {
     /// Prepares (or returns the already prepared) payment for a held reservation; durable.
@@ -258,15 +263,36 @@ pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
 }
 
 /// Refunds money captured for an order that no longer sells anything (its hold ended
-/// first, or another attempt settled it): money is never kept without seats.
-pub(crate) async fn refund_orphan(handle: EventHandle, order_id: String, payment_key: String) {
+/// first, or another attempt settled it): money is never kept without seats. The debt is
+/// durable before this runs or in the same journal, and stays until the actor records the
+/// refund, so a failure here (or a crash) only means asking again later.
+pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
     let provider = &*handle.config.provider.0;
     let reason = "the reservation was no longer held when the payment was captured";
-    let key = format!("orphan-{order_id}");
-    match tiketi_payments::cancel_resolved(provider, &payment_key, &order_id, reason, &key).await {
-        Ok(_) => tracing::warn!(%order_id, "refunded a capture that came too late for its reservation"),
-        Err(e) => tracing::error!(%order_id, error = %e, "could not refund an orphaned capture; refund it by hand"),
-    }
+    // One key per capture: asking again never refunds twice.
+    let key = format!("owed-{}", owed.payment_key);
+    let OwedRefund { order_id, payment_key, .. } = owed;
+    let retry = match tiketi_payments::cancel_resolved(provider, &payment_key, &order_id, reason, &key).await {
+        Ok(_) => {
+            tracing::warn!(%order_id, "refunded a capture that came too late for its reservation");
+            let msg = EventMsg::OwedRefunded { payment_key, at: now() };
+            let _ = handle.actor.cast(crate::event_actor::Envelope::internal(msg));
+            return;
+        }
+        Err(e @ ProviderError::Declined { .. }) => {
+            tracing::error!(
+                %order_id, error = %e,
+                "the provider refused to refund a capture owed back; it stays owed (asked again every {}s)",
+                REFUSED_REFUND_RETRY.as_secs()
+            );
+            REFUSED_REFUND_RETRY
+        }
+        Err(e) => {
+            tracing::warn!(%order_id, error = %e, "refund of a capture owed back not done yet; asking again");
+            RECONCILE_RETRY
+        }
+    };
+    handle.actor.send_after(retry, move || crate::event_actor::Envelope::internal(EventMsg::RefundOwed(payment_key)));
 }
 
 /// The provider idempotency key of a payment's refund: one per order, so a retried refund

@@ -445,6 +445,76 @@ async fn sigkill_before_a_slow_capture_never_keeps_the_late_capture_without_seat
     let _ = std::fs::remove_file(&log);
 }
 
+/// An owed-back capture in PostgreSQL: (refunded yet, order id), by payment key.
+async fn pg_owed_refunds(db: &tokio_postgres::Client) -> HashMap<String, (bool, String)> {
+    db.query("SELECT payment_key, refunded_at IS NOT NULL, order_id FROM owed_refunds", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// Test 4: a capture that lands after reconciliation declined its attempt (the provider
+/// answers after 3 s; the safety net looks it up at 2 s, past a 1 s capture window, and
+/// finds nothing) sells nothing and is owed back. The provider refuses every refund, the
+/// server is killed with the debt outstanding, and the restarted server refunds it once the
+/// provider takes refunds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_before() {
+    let fake = FakeToss::start(SECRET).await;
+    let url = tiketi_testkit::fresh_database().await;
+    let db = sql(&url).await;
+    let log = log_path("payments-owed-refund", 0);
+    let env = provider_env(&fake, 5_000, 2, 1);
+    let client = http();
+    let mut server = Server::start_with(&url, &log, &env).await;
+    let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (event, seats) = create_event(&client, &server, &admin, 600, (1, 2, 10)).await;
+    let token = register(&client, &server, "owed-refund-buyer@example.com").await;
+    let order = Order::hold_and_prepare(&client, &server, &token, event, &seats[0..2]).await;
+
+    fake.set_fail_cancels(true);
+    fake.set_confirm_delay(Duration::from_secs(3));
+    let (status, body) =
+        post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
+    assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("reservation_expired")), "{body}");
+    assert_eq!(fake.captures(&order.order_id), 1);
+    // The debt is durable before that answer; the refund was asked for and refused.
+    let owed = pg_owed_refunds(&db).await;
+    assert_eq!(owed.get(&order.payment_key), Some(&(false, order.order_id.clone())), "{owed:?}");
+    eventually("a refused refund", Duration::from_secs(5), || async {
+        (fake.payment(&order.order_id)?.status == ProviderStatus::Done).then_some(())
+    })
+    .await;
+    let pg = pg_payments(&db).await;
+    let p = &pg[&order.order_id];
+    assert_eq!((p.status.as_str(), p.reservation_status.as_str(), p.sold), ("failed", "held", 0), "{p:?}");
+
+    server.kill();
+    assert_eq!(fake.refunds(&order.order_id), 0, "still owed when the server died");
+    fake.set_fail_cancels(false);
+    fake.set_confirm_delay(Duration::ZERO);
+    server = Server::start_with(&url, &log, &env).await;
+
+    // Nobody asks about the event: start-up finds the debt and pays it, once.
+    eventually("the owed capture refunded and recorded", Duration::from_secs(15), || async {
+        let refunded = pg_owed_refunds(&db).await.get(&order.payment_key).is_some_and(|(done, _)| *done);
+        (refunded && fake.refunds(&order.order_id) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(fake.payment(&order.order_id).map(|p| p.status), Some(ProviderStatus::Canceled));
+    let metrics = client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "tiketi_journal_owed_refunded_total 1"), "{metrics}");
+    // The seats were never sold; the buyer may still pay for the hold with another attempt.
+    let p = &pg_payments(&db).await[&order.order_id];
+    assert_eq!((p.reservation_status.as_str(), p.sold), ("held", 0), "{p:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!((fake.captures(&order.order_id), fake.refunds(&order.order_id)), (1, 1), "refunded exactly once");
+    server.kill();
+    let _ = std::fs::remove_file(&log);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test 2: random kill points.
 

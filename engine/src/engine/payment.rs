@@ -9,8 +9,8 @@
 
 use super::EventEngine;
 use crate::{
-    Change, ChangeSet, EngineError, Payment, PaymentFailure, PaymentStatus, ReservationId, ReservationStatus,
-    SeatStatus, Timestamp,
+    Change, ChangeSet, EngineError, OwedRefund, Payment, PaymentFailure, PaymentStatus, ReservationId,
+    ReservationStatus, SeatStatus, Timestamp,
 };
 
 /// What the provider said about a capture (a Toss "confirm").
@@ -64,8 +64,10 @@ pub enum ConfirmFinish {
     /// confirmation, e.g. from a reconciliation); nothing changed.
     AlreadySettled,
     /// Money was captured for an order this engine no longer confirms (its attempt was
-    /// settled otherwise, or its reservation ended): the capture must be refunded.
-    Orphaned,
+    /// settled otherwise, or its reservation ended): the capture is now an
+    /// [`OwedRefund`], recorded by this change set. Refund it, then
+    /// [`EventEngine::refund_paid`].
+    Orphaned(ChangeSet),
 }
 
 /// How [`EventEngine::begin_refund`] went.
@@ -221,7 +223,20 @@ impl EventEngine {
                     && matches!(p.status, PaymentStatus::Done | PaymentStatus::Cancelling | PaymentStatus::Cancelled)
             });
             return match outcome {
-                CaptureOutcome::Captured { .. } if !recorded => (settled, ConfirmFinish::Orphaned),
+                // A second report of an orphaned capture: its refund is owed already.
+                CaptureOutcome::Captured { approved_at, .. }
+                    if !recorded && !self.owed_refunds.contains_key(payment_key) =>
+                {
+                    let owed = OwedRefund {
+                        order_id: order_id.to_owned(),
+                        payment_key: payment_key.to_owned(),
+                        captured_at: approved_at,
+                        since: now,
+                    };
+                    self.owed_refunds.insert(owed.payment_key.clone(), owed.clone());
+                    let changes = self.commit(now, vec![Change::RefundOwed(Box::new(owed))]).expect("a change");
+                    (settled, ConfirmFinish::Orphaned(changes))
+                }
                 _ => (settled, ConfirmFinish::AlreadySettled),
             };
         };
@@ -319,6 +334,19 @@ impl EventEngine {
                 Some((payment, self.commit(now, changes).expect("a change")))
             }
         }
+    }
+
+    /// Captures to refund, by payment key (see [`OwedRefund`]). After a restart each must be
+    /// asked for again (the provider's idempotency key makes a repeat harmless).
+    pub fn owed_refunds(&self) -> impl Iterator<Item = &OwedRefund> {
+        self.owed_refunds.values()
+    }
+
+    /// The provider refunded the owed capture `payment_key` at `at`. `None` if it was not
+    /// owed (a second report).
+    pub fn refund_paid(&mut self, payment_key: &str, at: Timestamp, now: Timestamp) -> Option<ChangeSet> {
+        self.owed_refunds.remove(payment_key)?;
+        self.commit(now, vec![Change::RefundPaid { payment_key: payment_key.to_owned(), at }])
     }
 
     /// Whether a reservation's payment is in the provider's hands (confirming or

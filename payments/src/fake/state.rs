@@ -141,6 +141,7 @@ pub(super) struct Ledger {
     pub(super) confirm_delay: Duration,
     pub(super) hold_after_capture: Duration,
     pub(super) fail_next_cancel: bool,
+    pub(super) fail_cancels: bool,
 }
 
 impl Ledger {
@@ -194,7 +195,7 @@ impl Ledger {
         if let Some(answer) = idempotency_key.and_then(|key| self.cancel_answers.get(key)) {
             return answer.clone();
         }
-        if std::mem::take(&mut self.fail_next_cancel) {
+        if std::mem::take(&mut self.fail_next_cancel) || self.fail_cancels {
             // Not remembered under the idempotency key: a retry must really be tried again.
             return Reply::error(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -55,6 +55,8 @@ pub struct JournalMetrics {
     payments: Family<PaymentLabels, Counter>,
     revenue: Counter,
     refunded: Counter,
+    captures_owed: Counter,
+    owed_refunded: Counter,
     stats: Arc<JournalStats>,
 }
 
@@ -80,6 +82,8 @@ impl JournalMetrics {
             payments,
             revenue: Counter::default(),
             refunded: Counter::default(),
+            captures_owed: Counter::default(),
+            owed_refunded: Counter::default(),
             stats,
         }
     }
@@ -162,6 +166,18 @@ impl JournalMetrics {
             "Amount refunded, in minor units, counted when the refund is durably committed",
             self.refunded.clone(),
         );
+        registry.register(
+            "captures_owed",
+            "Captures that landed for an order already settled otherwise (declined by a reconciliation, or \
+             its hold ended), owed back to the buyer; counted when durably committed. Minus \
+             owed_refunded: those still to refund",
+            self.captures_owed.clone(),
+        );
+        registry.register(
+            "owed_refunded",
+            "Owed captures the provider has refunded, counted when durably committed",
+            self.owed_refunded.clone(),
+        );
     }
 
     /// Records one committed batch: its size, how long the commit took, and for every
@@ -200,6 +216,14 @@ impl JournalMetrics {
                         _ => continue,
                     };
                     total.inc_by(amount);
+                    continue;
+                }
+                Change::RefundOwed(_) => {
+                    self.captures_owed.inc();
+                    continue;
+                }
+                Change::RefundPaid { .. } => {
+                    self.owed_refunded.inc();
                     continue;
                 }
                 _ => continue,

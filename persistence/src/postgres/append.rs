@@ -13,8 +13,8 @@ use crate::records::{Fence, JournalEntry};
 use crate::store::StoreError;
 use std::collections::HashMap;
 use tiketi_engine::{
-    Change, EventId, Payment, PaymentStatus, QueueChange, QueueMember, Reservation, ReservationId, ReservationItems,
-    ReservationStatus, SeatStatus, Timestamp, UserId,
+    Change, EventId, OwedRefund, Payment, PaymentStatus, QueueChange, QueueMember, Reservation, ReservationId,
+    ReservationItems, ReservationStatus, SeatStatus, Timestamp, UserId,
 };
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -70,6 +70,9 @@ struct Folded<'a> {
     joins: HashMap<EventId, i64>,
     /// Each payment attempt's final state in this batch.
     payments: HashMap<&'a str, &'a Payment>,
+    /// Captures found owed back in this batch, and those refunded (by payment key).
+    owed: Vec<(EventId, &'a OwedRefund)>,
+    refunded: Vec<(&'a str, Timestamp)>,
     audit: Vec<&'a crate::records::AuditRecord>,
 }
 
@@ -122,6 +125,8 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
                 Change::Payment(p) => {
                     f.payments.insert(p.order_id.as_str(), p);
                 }
+                Change::RefundOwed(owed) => f.owed.push((entry.event, owed)),
+                Change::RefundPaid { payment_key, at } => f.refunded.push((payment_key, *at)),
             }
         }
         f.idempotency.extend(entry.idempotency.iter());
@@ -416,8 +421,10 @@ pub(crate) async fn apply(tx: &Transaction<'_>, entries: &[JournalEntry]) -> Res
     // 8. The admission queue.
     apply_queue(tx, &f).await?;
 
-    // 9. Payment attempts (after their reservations exist), then the admins' audit trail.
+    // 9. Payment attempts (after their reservations exist), captures owed back, then the
+    // admins' audit trail.
     apply_payments(tx, &f).await?;
+    apply_owed_refunds(tx, &f).await?;
     if !f.audit.is_empty() {
         let (mut ids, mut events, mut admins, mut froms, mut tos, mut reasons, mut ats) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -488,6 +495,43 @@ async fn apply_payments(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), Stor
                 &c.approved,
                 &c.cancelled,
             ],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(())
+}
+
+/// Records captures owed back, then marks those refunded (a capture may be both in one
+/// batch). A repeat of either changes nothing.
+async fn apply_owed_refunds(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), StoreError> {
+    if !f.owed.is_empty() {
+        let (mut keys, mut orders, mut events, mut captured, mut since) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (event, o) in &f.owed {
+            keys.push(o.payment_key.as_str());
+            orders.push(o.order_id.as_str());
+            events.push(event.uuid());
+            captured.push(at(o.captured_at));
+            since.push(at(o.since));
+        }
+        tx.execute(
+            "INSERT INTO owed_refunds (payment_key, order_id, event_id, captured_at, since)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[], $4::timestamptz[], $5::timestamptz[])
+             ON CONFLICT (payment_key) DO NOTHING",
+            &[&keys, &orders, &events, &captured, &since],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !f.refunded.is_empty() {
+        let keys: Vec<&str> = f.refunded.iter().map(|(k, _)| *k).collect();
+        let ats: Vec<_> = f.refunded.iter().map(|(_, t)| at(*t)).collect();
+        tx.execute(
+            "UPDATE owed_refunds o SET refunded_at = u.at
+             FROM UNNEST($1::text[], $2::timestamptz[]) AS u(key, at)
+             WHERE o.payment_key = u.key AND o.refunded_at IS NULL",
+            &[&keys, &ats],
         )
         .await
         .map_err(db_err)?;
