@@ -585,6 +585,7 @@ impl EventState {
             queue_waiting: queue.waiting,
             queue_active: queue.active,
             queue_admitted: queue.admitted_total,
+            owed_refunds: self.engine.owed_refunds().count() as u64,
             seq: self.engine.seq(),
             committed_seq: self.committed,
             uncommitted_for: self.stats.uncommitted_since.map_or(Duration::ZERO, |t| t.elapsed()),

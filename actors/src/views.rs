@@ -122,6 +122,8 @@ pub struct ActorInfo {
     pub queue_active: u64,
     /// Admissions since the actor started.
     pub queue_admitted: u64,
+    /// Captures owed back and not refunded yet.
+    pub owed_refunds: u64,
     /// Seq of the last change set decided.
     pub seq: u64,
     /// Seq the store has committed.

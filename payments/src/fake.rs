@@ -114,6 +114,11 @@ impl FakeToss {
         self.shared.ledger().refunds(order_id)
     }
 
+    /// How many cancel (refund) requests reached the ledger, refused ones included.
+    pub fn cancel_calls(&self) -> u32 {
+        self.shared.ledger().cancel_calls
+    }
+
     /// How many confirm requests got past authentication and parsing (declined ones included).
     pub fn confirm_calls(&self) -> u32 {
         self.shared.ledger().confirm_calls

@@ -50,8 +50,9 @@ struct EventState {
     queue_opened: bool,
     /// Buyers who ever joined the queue.
     queue_joins: u64,
-    /// Captures not refunded yet, by payment key.
-    owed_refunds: BTreeMap<String, OwedRefund>,
+    /// Captures owed back, by payment key, and whether refunded (kept, as PostgreSQL keeps
+    /// the row: a repeated report of a refunded one changes nothing).
+    owed_refunds: BTreeMap<String, (OwedRefund, bool)>,
 }
 
 impl MemoryStore {
@@ -133,10 +134,12 @@ impl Inner {
                     payments.insert(p.order_id.clone(), (**p).clone());
                 }
                 Change::RefundOwed(owed) => {
-                    state.owed_refunds.insert(owed.payment_key.clone(), (**owed).clone());
+                    state.owed_refunds.entry(owed.payment_key.clone()).or_insert_with(|| ((**owed).clone(), false));
                 }
                 Change::RefundPaid { payment_key, .. } => {
-                    state.owed_refunds.remove(payment_key);
+                    if let Some((_, refunded)) = state.owed_refunds.get_mut(payment_key) {
+                        *refunded = true;
+                    }
                 }
             }
         }
@@ -288,7 +291,12 @@ impl Store for MemoryStore {
                 .filter_map(|order| inner.payments.get(order))
                 .cloned()
                 .collect(),
-            owed_refunds: state.owed_refunds.values().cloned().collect(),
+            owed_refunds: state
+                .owed_refunds
+                .values()
+                .filter(|(_, refunded)| !refunded)
+                .map(|(o, _)| o.clone())
+                .collect(),
         }))
     }
 
@@ -362,7 +370,11 @@ impl Store for MemoryStore {
     async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
         let inner = self.lock();
         let in_flight = inner.payments.values().filter(|p| p.status.is_in_flight()).map(|p| p.event);
-        let owing = inner.events.iter().filter(|(_, e)| !e.owed_refunds.is_empty()).map(|(id, _)| *id);
+        let owing = inner
+            .events
+            .iter()
+            .filter(|(_, e)| e.owed_refunds.values().any(|(_, refunded)| !refunded))
+            .map(|(id, _)| *id);
         let events: BTreeSet<EventId> = in_flight.chain(owing).collect();
         Ok(events.into_iter().collect())
     }

@@ -449,6 +449,7 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
     };
 
     let mut batch = orphan(&mut engine, "S1-A-1", "key-a");
+    let key_a_owed = batch.last().unwrap().clone();
     batch.extend(orphan(&mut engine, "S1-A-2", "key-b"));
     store.append(&batch).await.unwrap();
     assert_eq!(owed_now(&engine).len(), 2);
@@ -463,6 +464,10 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
     store.append(&batch).await.unwrap();
     let left = owed_now(&engine);
     assert_eq!(left.iter().map(|o| o.payment_key.as_str()).collect::<Vec<_>>(), ["key-b"]);
+    assert_eq!(reloaded(store.clone()).await, left);
+    // The debt's record written again (a batch retried after an unknown commit outcome)
+    // does not make a refunded capture owed again.
+    store.append(&[key_a_owed]).await.unwrap();
     assert_eq!(reloaded(store.clone()).await, left);
 
     store.append(&[entry(record.id, engine.refund_paid("key-b", later, later).unwrap())]).await.unwrap();

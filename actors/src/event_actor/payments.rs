@@ -155,8 +155,9 @@ impl EventState {
             }
             ConfirmFinish::Orphaned(changes) => {
                 // The debt is recorded before anyone is told; the refund starts now (asking
-                // twice is harmless, and a crash before the commit loses the capture's
-                // report, which the provider's reconciliation would make again).
+                // twice is harmless). A crash before the commit loses this report, and
+                // nothing looks at a declined attempt again: see "late captures" in
+                // docs/ARCHITECTURE.md.
                 let seq = changes.seq;
                 self.push(self.entry(changes));
                 self.refund_owed(myself, payment_key);

@@ -41,6 +41,7 @@ pub struct LiveMetrics {
     queue_waiting: Family<EventLabels, Gauge>,
     queue_active: Family<EventLabels, Gauge>,
     in_flight: Family<EventLabels, Gauge>,
+    owed_refunds: Family<EventLabels, Gauge>,
 }
 
 /// What one actor answered.
@@ -73,6 +74,12 @@ impl LiveMetrics {
             "Requests sent to a live event's actor and not yet handled (its mailbox depth as counted by the handle)",
             self.in_flight.clone(),
         );
+        event.register(
+            "owed_refunds",
+            "Captures a live event owes back (they landed too late to sell anything) and the provider has not \
+             refunded yet; an event that owes one is activated at start-up and never passivated",
+            self.owed_refunds.clone(),
+        );
     }
 
     /// Asks every live actor for its counts and replaces the gauges with the answers.
@@ -92,6 +99,7 @@ impl LiveMetrics {
         self.queue_waiting.clear();
         self.queue_active.clear();
         self.in_flight.clear();
+        self.owed_refunds.clear();
         self.actors.set(total as i64);
         let mut skipped = 0;
         for Sample { event_id, in_flight, state } in samples {
@@ -113,6 +121,7 @@ impl LiveMetrics {
             }
             self.queue_waiting.get_or_create(&event).set(gauge(info.queue_waiting));
             self.queue_active.get_or_create(&event).set(gauge(info.queue_active));
+            self.owed_refunds.get_or_create(&event).set(gauge(info.owed_refunds));
         }
         self.skipped.set(skipped);
     }

@@ -455,18 +455,24 @@ async fn pg_owed_refunds(db: &tokio_postgres::Client) -> HashMap<String, (bool, 
         .collect()
 }
 
+/// `Some` once the server's metrics have `line`.
+async fn shows(client: &Client, server: &Server, line: String) -> Option<()> {
+    let metrics = client.get(format!("{}/metrics", server.base)).send().await.ok()?.text().await.ok()?;
+    metrics.lines().any(|l| l == line).then_some(())
+}
+
 /// Test 4: a capture that lands after reconciliation declined its attempt (the provider
-/// answers after 3 s; the safety net looks it up at 2 s, past a 1 s capture window, and
-/// finds nothing) sells nothing and is owed back. The provider refuses every refund, the
-/// server is killed with the debt outstanding, and the restarted server refunds it once the
-/// provider takes refunds again.
+/// answers after 5 s, within the server's 10 s timeout; the safety net looks the order up at
+/// 2 s, past a 1 s capture window, and finds nothing) sells nothing and is owed back. Every
+/// refund fails (500: an unknown outcome, asked again), the server is killed with the debt
+/// outstanding, and the restarted server refunds it once the provider takes refunds again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_before() {
     let fake = FakeToss::start(SECRET).await;
     let url = tiketi_testkit::fresh_database().await;
     let db = sql(&url).await;
     let log = log_path("payments-owed-refund", 0);
-    let env = provider_env(&fake, 5_000, 2, 1);
+    let env = provider_env(&fake, 10_000, 2, 1);
     let client = http();
     let mut server = Server::start_with(&url, &log, &env).await;
     let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
@@ -475,7 +481,7 @@ async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_be
     let order = Order::hold_and_prepare(&client, &server, &token, event, &seats[0..2]).await;
 
     fake.set_fail_cancels(true);
-    fake.set_confirm_delay(Duration::from_secs(3));
+    fake.set_confirm_delay(Duration::from_secs(5));
     let (status, body) =
         post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
     assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("reservation_expired")), "{body}");
@@ -483,10 +489,13 @@ async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_be
     // The debt is durable before that answer; the refund was asked for and refused.
     let owed = pg_owed_refunds(&db).await;
     assert_eq!(owed.get(&order.payment_key), Some(&(false, order.order_id.clone())), "{owed:?}");
-    eventually("a refused refund", Duration::from_secs(5), || async {
-        (fake.payment(&order.order_id)?.status == ProviderStatus::Done).then_some(())
+    eventually("a refund asked for and failed", Duration::from_secs(5), || async {
+        (fake.cancel_calls() >= 1).then_some(())
     })
     .await;
+    assert_eq!(fake.payment(&order.order_id).map(|p| p.status), Some(ProviderStatus::Done));
+    let owing = |n: u32| format!("tiketi_event_owed_refunds{{event_id=\"{event}\"}} {n}");
+    eventually("the debt on the event's gauge", Duration::from_secs(5), || shows(&client, &server, owing(1))).await;
     let pg = pg_payments(&db).await;
     let p = &pg[&order.order_id];
     assert_eq!((p.status.as_str(), p.reservation_status.as_str(), p.sold), ("failed", "held", 0), "{p:?}");
@@ -504,8 +513,11 @@ async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_be
     })
     .await;
     assert_eq!(fake.payment(&order.order_id).map(|p| p.status), Some(ProviderStatus::Canceled));
-    let metrics = client.get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.lines().any(|l| l == "tiketi_journal_owed_refunded_total 1"), "{metrics}");
+    eventually("the refund counted at its commit", Duration::from_secs(5), || {
+        shows(&client, &server, "tiketi_journal_owed_refunded_total 1".into())
+    })
+    .await;
+    eventually("nothing owed on the gauge", Duration::from_secs(5), || shows(&client, &server, owing(0))).await;
     // The seats were never sold; the buyer may still pay for the hold with another attempt.
     let p = &pg_payments(&db).await[&order.order_id];
     assert_eq!((p.reservation_status.as_str(), p.sold), ("held", 0), "{p:?}");

@@ -137,6 +137,7 @@ pub(super) struct Ledger {
     refunds: HashMap<String, u32>,
     cancel_answers: HashMap<String, Reply>,
     pub(super) confirm_calls: u32,
+    pub(super) cancel_calls: u32,
     pub(super) decline_next: Option<(String, String)>,
     pub(super) confirm_delay: Duration,
     pub(super) hold_after_capture: Duration,
@@ -192,6 +193,7 @@ impl Ledger {
 
     /// Cancels in full, once per `Idempotency-Key`.
     pub(super) fn cancel(&mut self, payment_key: &str, reason: &str, idempotency_key: Option<&str>) -> Reply {
+        self.cancel_calls += 1;
         if let Some(answer) = idempotency_key.and_then(|key| self.cancel_answers.get(key)) {
             return answer.clone();
         }
