@@ -264,8 +264,8 @@ pub(crate) async fn reconcile(handle: EventHandle, payment: Payment) {
 
 /// Refunds money captured for an order that no longer sells anything (its hold ended
 /// first, or another attempt settled it): money is never kept without seats. The debt is
-/// durable before this runs or in the same journal, and stays until the actor records the
-/// refund, so a failure here (or a crash) only means asking again later.
+/// already in the journal when this runs and stays until the actor records the refund, so
+/// a failure here (or a crash after the debt's commit) only means asking again later.
 pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
     let provider = &*handle.config.provider.0;
     let reason = "the reservation was no longer held when the payment was captured";

@@ -371,6 +371,39 @@ async fn sigkill_after_the_capture_before_its_commit_is_confirmed_at_start_up() 
     let _ = std::fs::remove_file(&log);
 }
 
+/// A server on a fresh database, talking to a FakeToss of its own, and one buyer's prepared
+/// order for two seats of a new event.
+struct OneOrder {
+    fake: FakeToss,
+    url: String,
+    db: tokio_postgres::Client,
+    log: std::path::PathBuf,
+    env: Vec<(&'static str, String)>,
+    client: Client,
+    server: Server,
+    event: Uuid,
+    order: Order,
+}
+
+impl OneOrder {
+    /// `name` names the log and the buyer; `provider` is [`provider_env`]'s timeout (ms),
+    /// reconciliation delay (s) and capture window (s).
+    async fn start(name: &str, (timeout_ms, reconcile_after_secs, capture_window_secs): (u64, u64, u64)) -> Self {
+        let fake = FakeToss::start(SECRET).await;
+        let url = tiketi_testkit::fresh_database().await;
+        let db = sql(&url).await;
+        let log = log_path(name, 0);
+        let env = provider_env(&fake, timeout_ms, reconcile_after_secs, capture_window_secs);
+        let client = http();
+        let server = Server::start_with(&url, &log, &env).await;
+        let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        let (event, seats) = create_event(&client, &server, &admin, 600, (1, 2, 10)).await;
+        let token = register(&client, &server, &format!("{name}-buyer@example.com")).await;
+        let order = Order::hold_and_prepare(&client, &server, &token, event, &seats[0..2]).await;
+        Self { fake, url, db, log, env, client, server, event, order }
+    }
+}
+
 /// Test 3: the kill lands after the provider received the confirmation but before it
 /// captured (a provider that takes 1.5 s, well within the server's 5 s timeout). The restart
 /// reconciles at once, finds no capture yet and records the attempt as failed; the provider
@@ -380,18 +413,9 @@ async fn sigkill_after_the_capture_before_its_commit_is_confirmed_at_start_up() 
 async fn sigkill_before_a_slow_capture_never_keeps_the_late_capture_without_seats() {
     const CONFIRM_DELAY: Duration = Duration::from_millis(1_500);
     let t0 = Instant::now();
-    let fake = FakeToss::start(SECRET).await;
-    let url = tiketi_testkit::fresh_database().await;
-    let db = sql(&url).await;
-    let log = log_path("payments-late-capture", 0);
-    // Longer than the provider's 1.5 s before it captures.
-    let env = provider_env(&fake, 5_000, 2, 10);
-    let client = http();
-    let mut server = Server::start_with(&url, &log, &env).await;
-    let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let (event, seats) = create_event(&client, &server, &admin, 600, (1, 2, 10)).await;
-    let token = register(&client, &server, "pay-late-buyer@example.com").await;
-    let order = Order::hold_and_prepare(&client, &server, &token, event, &seats[0..2]).await;
+    // A capture window longer than the provider's 1.5 s before it captures.
+    let OneOrder { fake, url, db, log, env, client, mut server, order, .. } =
+        OneOrder::start("payments-late-capture", (5_000, 2, 10)).await;
 
     fake.set_confirm_delay(CONFIRM_DELAY);
     let confirm = {
@@ -468,17 +492,8 @@ async fn shows(client: &Client, server: &Server, line: String) -> Option<()> {
 /// outstanding, and the restarted server refunds it once the provider takes refunds again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_before() {
-    let fake = FakeToss::start(SECRET).await;
-    let url = tiketi_testkit::fresh_database().await;
-    let db = sql(&url).await;
-    let log = log_path("payments-owed-refund", 0);
-    let env = provider_env(&fake, 10_000, 2, 1);
-    let client = http();
-    let mut server = Server::start_with(&url, &log, &env).await;
-    let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let (event, seats) = create_event(&client, &server, &admin, 600, (1, 2, 10)).await;
-    let token = register(&client, &server, "owed-refund-buyer@example.com").await;
-    let order = Order::hold_and_prepare(&client, &server, &token, event, &seats[0..2]).await;
+    let OneOrder { fake, url, db, log, env, client, mut server, event, order } =
+        OneOrder::start("payments-owed-refund", (10_000, 2, 1)).await;
 
     fake.set_fail_cancels(true);
     fake.set_confirm_delay(Duration::from_secs(5));
