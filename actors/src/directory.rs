@@ -10,7 +10,7 @@ use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tiketi_engine::EventId;
+use tiketi_engine::{EventId, Timestamp};
 use tiketi_persistence::journal::{Journal, JournalConfig};
 use tiketi_persistence::{Fence, Store, StoreError};
 use tokio::sync::OnceCell;
@@ -48,6 +48,10 @@ pub struct ActorConfig {
     /// a reconciliation that finds no capture keeps the payment in flight (its seats
     /// pinned) and asks again; after it, the attempt is declined as never captured.
     pub capture_window: Duration,
+    /// How long after an attempt was declined for want of a capture
+    /// ([`NOT_CAPTURED`](tiketi_engine::NOT_CAPTURED)) its event's actor keeps asking the
+    /// provider whether the capture landed after all (a capture found is refunded).
+    pub late_capture_watch: Duration,
     /// Where every event's live-stream frames also go: the other nodes of a cluster
     /// (`None`: only this node's subscribers).
     pub frame_sink: Option<Arc<dyn FrameSink>>,
@@ -68,6 +72,7 @@ impl Default for ActorConfig {
             provider: crate::Provider::default(),
             reconcile_after: Duration::from_secs(60),
             capture_window: Duration::from_secs(120),
+            late_capture_watch: Duration::from_secs(900),
             frame_sink: None,
         }
     }
@@ -220,8 +225,9 @@ impl Directory {
         Ok(EventHandle::new(event, actor, self.inner.config.clone(), fence))
     }
 
-    /// Activates every event with a payment still in flight in the store; each actor
-    /// reconciles its payments with the provider as it starts. Retries while the store is
+    /// Activates every event with a payment still in flight in the store, a capture owed
+    /// back, or an order declined for want of a capture within `late_capture_watch`; each
+    /// actor reconciles them with the provider as it starts. Retries while the store is
     /// unreachable.
     async fn activate_unsettled(self) {
         self.activate_unsettled_where(|_| true).await;
@@ -231,7 +237,9 @@ impl Directory {
     /// shards it just took).
     pub async fn activate_unsettled_where(&self, mine: impl Fn(EventId) -> bool) {
         let events = loop {
-            match self.inner.store.unsettled_payment_events().await {
+            // Declined for want of a capture within the watch: a late one may still land.
+            let declined_since = self.inner.clock.now().0 - self.inner.config.late_capture_watch.as_millis() as i64;
+            match self.inner.store.unsettled_payment_events(Timestamp(declined_since)).await {
                 Ok(events) => break events,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list payments to reconcile yet; retrying");

@@ -3,6 +3,7 @@
 //! at once, except for commands the spec calls durable, whose replies it parks until the
 //! journal reports their change set committed. It never awaits the store while deciding.
 
+mod late_captures;
 mod payments;
 
 use crate::handle::{
@@ -111,6 +112,10 @@ pub(crate) enum EventMsg {
         payment_key: String,
         at: Timestamp,
     },
+    /// Ask the provider about the declined orders due a look for a late capture.
+    LookForLateCaptures,
+    /// The provider can no longer capture this declined order: stop watching it.
+    NoLateCapture(String),
     /// A live reservation's current payment.
     Payment(ReservationId, RpcReplyPort<Option<Payment>>),
     /// An admin sets a reservation's status by hand (confirmed: paid offline; cancelled),
@@ -167,6 +172,8 @@ impl EventMsg {
             Self::Reconcile(_) => "reconcile",
             Self::RefundOwed(_) => "refund_owed",
             Self::OwedRefunded { .. } => "owed_refunded",
+            Self::LookForLateCaptures => "look_for_late_captures",
+            Self::NoLateCapture(_) => "no_late_capture",
             Self::Payment(..) => "payment",
             Self::SetStatus(..) => "set_status",
         }
@@ -186,6 +193,8 @@ impl EventMsg {
                 | Self::Reconcile(_)
                 | Self::RefundOwed(_)
                 | Self::OwedRefunded { .. }
+                | Self::LookForLateCaptures
+                | Self::NoLateCapture(_)
         )
     }
 }
@@ -240,6 +249,8 @@ pub(crate) struct EventState {
     reconciled: HashMap<ReservationId, Instant>,
     /// When the provider was last asked to refund each owed capture, by payment key.
     refunds_asked: HashMap<String, Instant>,
+    /// Declined orders a capture may still land for.
+    late_captures: late_captures::LateCaptures,
 }
 
 /// What the actor counts about itself for operators.
@@ -263,6 +274,7 @@ impl Actor for EventActor {
     async fn pre_start(&self, myself: ActorRef<Envelope>, args: EventArgs) -> Result<EventState, ActorProcessingErr> {
         let EventArgs { fence, placement, snapshot, journal, clock, config } = args;
         let now = clock.now();
+        let late_capture_watch = config.late_capture_watch;
         let record = snapshot.event;
         let seats = match &record.layout {
             Some(layout) => tiketi_engine::SeatMap::new(layout)?,
@@ -323,6 +335,7 @@ impl Actor for EventActor {
             pending_keys: HashMap::new(),
             reconciled: HashMap::new(),
             refunds_asked: HashMap::new(),
+            late_captures: late_captures::LateCaptures::resume(snapshot.uncaptured, now, late_capture_watch),
         };
         if let Some(changes) = lapsed {
             state.push(state.entry(changes));
@@ -336,6 +349,7 @@ impl Actor for EventActor {
             tracing::warn!(order_id = %owed.order_id, "refunding a capture still owed back");
             let _ = myself.send_message(Envelope::internal(EventMsg::RefundOwed(owed.payment_key.clone())));
         }
+        state.arm_late_captures(&myself);
         state.arm_timer(&myself);
         state.arm_drain(&myself);
         tracing::info!(event_id = %state.record.id, seq = state.engine.seq(), "event actor activated");
@@ -454,6 +468,8 @@ impl Actor for EventActor {
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
             EventMsg::RefundOwed(payment_key) => state.refund_owed(&myself, payment_key),
             EventMsg::OwedRefunded { payment_key, at } => state.owed_refunded(&payment_key, at),
+            EventMsg::LookForLateCaptures => state.look_for_late_captures(&myself),
+            EventMsg::NoLateCapture(order_id) => state.late_captures.forget(&order_id),
             EventMsg::SetStatus(cmd, reply) => state.set_status(cmd, reply),
             EventMsg::Payment(reservation, reply) => {
                 let _ = reply.send(state.engine.payment(reservation).cloned());
@@ -543,10 +559,13 @@ impl EventState {
         }
     }
 
-    /// Whether a capture or refund is in flight, or a capture is owed back: stopping would
-    /// leave it until something reactivates the event.
+    /// Whether a capture or refund is in flight, a capture is owed back, or a declined
+    /// order is watched for a late capture: stopping would leave it until something
+    /// reactivates the event.
     fn owes_the_provider(&self) -> bool {
-        self.engine.unsettled_payments().next().is_some() || self.engine.owed_refunds().next().is_some()
+        self.engine.unsettled_payments().next().is_some()
+            || self.engine.owed_refunds().next().is_some()
+            || self.late_captures.len() > 0
     }
 
     /// What pins the actor even against an operator's passivation: stopping it would stop a
@@ -586,6 +605,7 @@ impl EventState {
             queue_active: queue.active,
             queue_admitted: queue.admitted_total,
             owed_refunds: self.engine.owed_refunds().count() as u64,
+            late_capture_watches: self.late_captures.len() as u64,
             seq: self.engine.seq(),
             committed_seq: self.committed,
             uncommitted_for: self.stats.uncommitted_since.map_or(Duration::ZERO, |t| t.elapsed()),

@@ -124,6 +124,8 @@ pub struct ActorInfo {
     pub queue_admitted: u64,
     /// Captures owed back and not refunded yet.
     pub owed_refunds: u64,
+    /// Orders declined for want of a capture that the actor still asks the provider about.
+    pub late_capture_watches: u64,
     /// Seq of the last change set decided.
     pub seq: u64,
     /// Seq the store has committed.

@@ -139,8 +139,8 @@ impl Store for GatedStore {
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError> {
         self.inner.payments_of(user).await
     }
-    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
-        self.inner.unsettled_payment_events().await
+    async fn unsettled_payment_events(&self, declined_since: Timestamp) -> Result<Vec<EventId>, StoreError> {
+        self.inner.unsettled_payment_events(declined_since).await
     }
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError> {
         self.inner.audit_of(reservation).await

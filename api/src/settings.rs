@@ -227,6 +227,9 @@ pub struct PaymentSettings {
     pub reconcile_after_secs: u64,
     /// How long after a confirmation was sent the provider may still capture it.
     pub capture_window_secs: u64,
+    /// How long after an attempt was declined because the provider showed no capture the
+    /// provider is still asked whether one landed (one found is refunded).
+    pub late_capture_watch_secs: u64,
 }
 
 /// Which payment provider.
@@ -413,6 +416,7 @@ impl Settings {
             provider: self.provider()?,
             reconcile_after: Duration::from_secs(self.payments.reconcile_after_secs),
             capture_window: Duration::from_secs(self.payments.capture_window_secs),
+            late_capture_watch: Duration::from_secs(self.payments.late_capture_watch_secs),
             frame_sink: None,
         })
     }

@@ -59,6 +59,18 @@ impl PaymentStatus {
     }
 }
 
+/// The failure code of an attempt declined because the provider showed no capture for it
+/// when asked (the same string as `tiketi_payments::codes::NOT_CAPTURED`). The provider did
+/// not refuse it, so a capture may still land afterwards.
+pub const NOT_CAPTURED: &str = "NOT_CAPTURED";
+
+impl PaymentFailure {
+    /// Whether the attempt was declined for want of a capture, not refused by the provider.
+    pub fn is_not_captured(&self) -> bool {
+        self.code == NOT_CAPTURED
+    }
+}
+
 impl fmt::Display for PaymentStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use tiketi_engine::{
     Change, EventId, OwedRefund, Payment, QueueChange, QueueMember, Reservation, ReservationId, SeatIndex, SeatStatus,
-    UserId,
+    Timestamp, UserId,
 };
 
 /// An in-process store behind one mutex. Every operation is a few map lookups, so the
@@ -297,6 +297,12 @@ impl Store for MemoryStore {
                 .filter(|(_, refunded)| !refunded)
                 .map(|(o, _)| o.clone())
                 .collect(),
+            uncaptured: {
+                let mut declined: Vec<Payment> =
+                    inner.payments.values().filter(|p| p.event == id && not_captured(p)).cloned().collect();
+                declined.sort_by_key(|p| p.updated_at);
+                declined
+            },
         }))
     }
 
@@ -367,9 +373,13 @@ impl Store for MemoryStore {
         Ok(orders.iter().rev().filter_map(|o| inner.payments.get(o)).cloned().collect())
     }
 
-    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
+    async fn unsettled_payment_events(&self, declined_since: Timestamp) -> Result<Vec<EventId>, StoreError> {
         let inner = self.lock();
-        let in_flight = inner.payments.values().filter(|p| p.status.is_in_flight()).map(|p| p.event);
+        let in_flight = inner
+            .payments
+            .values()
+            .filter(|p| p.status.is_in_flight() || (not_captured(p) && p.updated_at >= declined_since))
+            .map(|p| p.event);
         let owing = inner
             .events
             .iter()
@@ -413,4 +423,9 @@ impl Store for MemoryStore {
         let reservations = inner.reservations.values().filter(|r| ours(r.event));
         Ok(crate::DayReport::tally(days, reservations, inner.payments.values().filter(|p| ours(p.event))))
     }
+}
+
+/// Whether an attempt was declined for want of a capture (see [`Store::unsettled_payment_events`]).
+fn not_captured(p: &Payment) -> bool {
+    p.failure.as_ref().is_some_and(|f| f.is_not_captured())
 }

@@ -24,7 +24,8 @@ use rows::{
 };
 use std::time::Duration;
 use tiketi_engine::{
-    EventId, OwedRefund, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, UserId,
+    EventId, NOT_CAPTURED, OwedRefund, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, Timestamp,
+    UserId,
 };
 
 refinery::embed_migrations!("../migrations");
@@ -462,6 +463,16 @@ impl Store for PgStore {
                 since: ts(r.get("since")),
             })
             .collect();
+        let uncaptured = tx
+            .query(
+                &format!("{} WHERE event_id = $1 AND failure_code = $2 ORDER BY updated_at", rows::PAYMENT_SELECT),
+                &[&id.uuid(), &NOT_CAPTURED],
+            )
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(payment_from_row)
+            .collect::<Result<_, _>>()?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(EventSnapshot {
             event,
@@ -474,6 +485,7 @@ impl Store for PgStore {
             queue_opened,
             payments,
             owed_refunds,
+            uncaptured,
         }))
     }
 
@@ -584,14 +596,15 @@ impl Store for PgStore {
         rows.iter().map(payment_from_row).collect()
     }
 
-    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError> {
+    async fn unsettled_payment_events(&self, declined_since: Timestamp) -> Result<Vec<EventId>, StoreError> {
         let rows = self
             .client()
             .await?
             .query(
                 "SELECT event_id FROM payments WHERE status IN ('in_progress', 'cancelling')
-                 UNION SELECT event_id FROM owed_refunds WHERE refunded_at IS NULL",
-                &[],
+                 UNION SELECT event_id FROM owed_refunds WHERE refunded_at IS NULL
+                 UNION SELECT event_id FROM payments WHERE failure_code = $1 AND updated_at >= $2",
+                &[&NOT_CAPTURED, &at(declined_since)],
             )
             .await
             .map_err(db_err)?;

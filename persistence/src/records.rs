@@ -219,6 +219,10 @@ pub struct EventSnapshot {
     pub payments: Vec<Payment>,
     /// Captures not refunded yet.
     pub owed_refunds: Vec<OwedRefund>,
+    /// Every attempt of the event declined because the provider showed no capture
+    /// ([`NOT_CAPTURED`](tiketi_engine::NOT_CAPTURED)), whatever became of its reservation since: a
+    /// capture may still land for one of them, and the actor looks for the recent ones.
+    pub uncaptured: Vec<Payment>,
 }
 
 /// What an idempotent command answered the first time.

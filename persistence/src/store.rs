@@ -6,7 +6,7 @@ use crate::records::{
     RefreshTokenRecord, ReservationFilter, UserRecord,
 };
 use async_trait::async_trait;
-use tiketi_engine::{EventId, Payment, Reservation, ReservationId, UserId};
+use tiketi_engine::{EventId, Payment, Reservation, ReservationId, Timestamp, UserId};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,10 +92,11 @@ pub trait Store: Send + Sync + 'static {
     async fn payments_by_key(&self, payment_key: &str) -> Result<Vec<Payment>, StoreError>;
     /// A user's payment attempts, newest first.
     async fn payments_of(&self, user: UserId) -> Result<Vec<Payment>, StoreError>;
-    /// Events with a payment whose capture or refund was in flight when last written, or a
-    /// capture still owed back ([`OwedRefund`](tiketi_engine::OwedRefund)): each must be
-    /// reconciled with the provider.
-    async fn unsettled_payment_events(&self) -> Result<Vec<EventId>, StoreError>;
+    /// Events with a payment whose capture or refund was in flight when last written, a
+    /// capture still owed back ([`OwedRefund`](tiketi_engine::OwedRefund)), or an attempt
+    /// declined for want of a capture ([`NOT_CAPTURED`](tiketi_engine::NOT_CAPTURED)) last
+    /// written at or after `declined_since`: each must be reconciled with the provider.
+    async fn unsettled_payment_events(&self, declined_since: Timestamp) -> Result<Vec<EventId>, StoreError>;
     /// The admin status changes of a reservation, oldest first.
     async fn audit_of(&self, reservation: ReservationId) -> Result<Vec<AuditRecord>, StoreError>;
 

@@ -363,8 +363,10 @@ async fn payments_and_audit_reload_with_their_reservations(store: Arc<dyn Store>
     let mine: Vec<String> = store.payments_of(buyer).await.unwrap().into_iter().map(|p| p.order_id).collect();
     assert_eq!(mine.len(), 4);
     assert!([&p1.order_id, &p1b.order_id, &p2.order_id, &p3.order_id].iter().all(|o| mine.contains(o)));
-    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![record.id]);
+    assert_eq!(store.unsettled_payment_events(now).await.unwrap(), vec![record.id]);
     assert_eq!(store.audit_of(r2).await.unwrap(), vec![audit]);
+    // A decline the provider made itself is final: nothing to watch for a late capture.
+    assert_eq!(snapshot.uncaptured, vec![]);
 
     // The admin's list: filters, newest first (same instant: highest serial first), pages.
     use tiketi_persistence::ReservationFilter;
@@ -454,7 +456,7 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
     store.append(&batch).await.unwrap();
     assert_eq!(owed_now(&engine).len(), 2);
     assert_eq!(reloaded(store.clone()).await, owed_now(&engine));
-    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![record.id], "owed back: to reconcile");
+    assert_eq!(store.unsettled_payment_events(now).await.unwrap(), vec![record.id], "owed back: to reconcile");
 
     // One refunded; another owed and refunded in the same batch.
     let later = now.plus(Duration::from_secs(5));
@@ -472,11 +474,80 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
 
     store.append(&[entry(record.id, engine.refund_paid("key-b", later, later).unwrap())]).await.unwrap();
     assert_eq!(reloaded(store.clone()).await, vec![]);
-    assert_eq!(store.unsettled_payment_events().await.unwrap(), vec![]);
+    // Nothing owed: the event is still named while its declines are recent enough to
+    // watch for another late capture, and not once they are older than that.
+    assert_eq!(store.unsettled_payment_events(now).await.unwrap(), vec![record.id], "declined since `now`");
+    assert_eq!(store.unsettled_payment_events(later).await.unwrap(), vec![], "nothing declined since");
+}
+
+/// Attempts declined for want of a capture (`NOT_CAPTURED`) reload with the event, whatever
+/// became of their reservations since (another attempt, an expiry), oldest decline first,
+/// and name their event among those to reconcile while recent: a capture may still land.
+async fn declines_for_want_of_a_capture_reload_to_be_watched(store: Arc<dyn Store>) {
+    use tiketi_engine::{CaptureOutcome, ConfirmFinish, ConfirmStart, NOT_CAPTURED, PaymentFailure, PaymentStatus};
+    let buyer = user(&*store, "uncaptured@example.com").await;
+    let record = event_record(LayoutSpec::grid(1, 1, 6, 100), 0);
+    store.create_event(record.clone()).await.unwrap();
+    let mut engine = engine_for(&record);
+    let not_captured = PaymentFailure { code: NOT_CAPTURED.into(), message: "no capture in time".into() };
+    let refused = PaymentFailure { code: "REJECT_CARD_PAYMENT".into(), message: "no".into() };
+    // Holds a seat at `at` and has its first attempt declined with `failure`.
+    let declined = |engine: &mut EventEngine, seat: &str, key: &str, failure: &PaymentFailure, at: Timestamp| {
+        let seats = engine.resolve_seats(&[seat]).unwrap();
+        let (r, cs) = hold(engine, buyer, Selection::Seats(seats), at);
+        let mut batch = vec![entry(record.id, cs)];
+        let (p, cs) = engine.prepare(r, at).unwrap();
+        batch.extend(cs.map(|cs| entry(record.id, cs)));
+        let (_, ConfirmStart::Started(cs)) = engine.begin_confirm(&p.order_id, key, p.amount, at).unwrap() else {
+            panic!("started")
+        };
+        batch.push(entry(record.id, cs));
+        let (_, ConfirmFinish::Declined(cs)) =
+            engine.finish_confirm(&p.order_id, key, CaptureOutcome::Declined(failure.clone()), at)
+        else {
+            panic!("declined")
+        };
+        batch.push(entry(record.id, cs));
+        (r, p.order_id, batch)
+    };
+    let (t1, t2, t3) =
+        (T0.plus(Duration::from_secs(1)), T0.plus(Duration::from_secs(2)), T0.plus(Duration::from_secs(3)));
+    // The first is declined, and its buyer prepares another attempt.
+    let (r1, first, mut batch) = declined(&mut engine, "S1-A-1", "key-late-1", &not_captured, t1);
+    let (_, cs) = engine.prepare(r1, t2).unwrap();
+    batch.extend(cs.map(|cs| entry(record.id, cs)));
+    // The second is declined, then its buyer cancels: the attempt is aborted, its failure kept.
+    let (r2, second, more) = declined(&mut engine, "S1-A-2", "key-late-2", &not_captured, t2);
+    batch.extend(more);
+    batch.push(entry(record.id, engine.cancel(r2, t3).unwrap()));
+    // The provider refused the third itself.
+    let (_, _, more) = declined(&mut engine, "S1-A-3", "key-refused", &refused, t2);
+    batch.extend(more);
+    store.append(&batch).await.unwrap();
+
+    let snapshot = store.load_event(record.id).await.unwrap().unwrap();
+    let watched: Vec<(&str, PaymentStatus, Option<&str>, Timestamp)> = snapshot
+        .uncaptured
+        .iter()
+        .map(|p| (p.order_id.as_str(), p.status, p.payment_key.as_deref(), p.updated_at))
+        .collect();
+    assert_eq!(
+        watched,
+        [
+            (first.as_str(), PaymentStatus::Failed, Some("key-late-1"), t1),
+            (second.as_str(), PaymentStatus::Aborted, Some("key-late-2"), t3),
+        ],
+        "oldest last change first"
+    );
+    assert!(snapshot.uncaptured.iter().all(|p| p.failure.as_ref() == Some(&not_captured)));
+    assert_eq!(store.unsettled_payment_events(t3).await.unwrap(), vec![record.id]);
+    let after = t3.plus(Duration::from_millis(1));
+    assert_eq!(store.unsettled_payment_events(after).await.unwrap(), vec![], "older than the watch");
 }
 
 against_both_stores!(
     a_journal_batch_reloads_into_the_same_state,
+    declines_for_want_of_a_capture_reload_to_be_watched,
     payments_and_audit_reload_with_their_reservations,
     events_are_filtered_searched_and_paginated,
     a_batch_for_a_missing_event_is_refused,

@@ -24,7 +24,7 @@ pub(super) struct PendingKey {
 
 impl EventState {
     /// A handle to this actor, for the tasks that call the provider.
-    fn handle(&self, myself: &ActorRef<Envelope>) -> EventHandle {
+    pub(super) fn handle(&self, myself: &ActorRef<Envelope>) -> EventHandle {
         EventHandle::new(self.record.id, myself.clone(), self.config.clone(), self.fence)
     }
 
@@ -144,6 +144,9 @@ impl EventState {
         if let Some(reservation) = tiketi_engine::order_reservation(&order_id) {
             self.reconciled.remove(&reservation);
         }
+        if matches!(outcome, CaptureOutcome::Captured { .. }) {
+            self.late_captures.forget(&order_id);
+        }
         let (payment, finish) = self.engine.finish_confirm(&order_id, &payment_key, outcome, now);
         let changes = match finish {
             ConfirmFinish::Confirmed(changes) | ConfirmFinish::Declined(changes) => changes,
@@ -155,9 +158,9 @@ impl EventState {
             }
             ConfirmFinish::Orphaned(changes) => {
                 // The debt is recorded before anyone is told; the refund starts now (asking
-                // twice is harmless). A crash before the commit loses this report, and
-                // nothing looks at a declined attempt again: see "late captures" in
-                // docs/ARCHITECTURE.md.
+                // twice is harmless). A crash before the commit loses this report, but an
+                // attempt declined for want of a capture is watched (`late_captures`) from
+                // the store, which finds the capture again.
                 let seq = changes.seq;
                 self.push(self.entry(changes));
                 self.refund_owed(myself, payment_key);
@@ -166,6 +169,9 @@ impl EventState {
             }
         };
         let payment = payment.expect("a finished confirmation has its payment");
+        if payment.failure.as_ref().is_some_and(|f| f.is_not_captured()) {
+            self.watch_for_late_capture(myself, order_id.clone(), payment_key);
+        }
         let seq = changes.seq;
         let idempotency = self.settle_keys(payment.reservation, seq, &payment);
         // Recording money that moved can never be refused: no backlog bound here.

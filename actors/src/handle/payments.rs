@@ -295,6 +295,40 @@ pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
     handle.actor.send_after(retry, move || crate::event_actor::Envelope::internal(EventMsg::RefundOwed(payment_key)));
 }
 
+/// Asks the provider whether an order declined for want of a capture was captured after
+/// all (see the actor's `late_captures`). A capture found is reported like any other and,
+/// selling nothing, becomes a refund owed; an order the provider can no longer capture
+/// (cancelled, aborted, expired) is no longer watched; anything else is asked about again.
+pub(crate) async fn look_for_late_capture(handle: EventHandle, order_id: String, payment_key: String) {
+    let found = match handle.config.provider.0.payment_for_order(&order_id).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(%order_id, error = %e, "cannot look for a late capture yet");
+            return;
+        }
+    };
+    let Some(p) = found else { return };
+    match p.status {
+        ProviderStatus::Done => {
+            if p.payment_key != payment_key {
+                tracing::warn!(%order_id, "the provider captured the order with another payment key");
+            }
+            tracing::warn!(%order_id, "found a capture made after its attempt was declined; refunding it");
+            let outcome = captured(p.approved_at, p.method);
+            // Selling nothing, the capture is owed back: the answer is a refusal, expected.
+            let _ = handle.finish_confirm(order_id, p.payment_key, outcome).await;
+        }
+        ProviderStatus::Canceled
+        | ProviderStatus::PartialCanceled
+        | ProviderStatus::Aborted
+        | ProviderStatus::Expired => {
+            let msg = EventMsg::NoLateCapture(order_id);
+            let _ = handle.actor.cast(crate::event_actor::Envelope::internal(msg));
+        }
+        ProviderStatus::Ready | ProviderStatus::InProgress | ProviderStatus::WaitingForDeposit => {}
+    }
+}
+
 /// The provider idempotency key of a payment's refund: one per order, so a retried refund
 /// never refunds twice.
 fn refund_key(payment: &Payment) -> String {
@@ -319,4 +353,13 @@ fn timestamp(t: time::OffsetDateTime) -> Timestamp {
 
 fn now() -> Timestamp {
     timestamp(time::OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod tests {
+    /// The engine recognises the decline the provider adapter and the reconciliation write.
+    #[test]
+    fn the_engine_and_the_provider_adapter_spell_not_captured_alike() {
+        assert_eq!(tiketi_engine::NOT_CAPTURED, tiketi_payments::codes::NOT_CAPTURED);
+    }
 }

@@ -42,6 +42,7 @@ pub struct LiveMetrics {
     queue_active: Family<EventLabels, Gauge>,
     in_flight: Family<EventLabels, Gauge>,
     owed_refunds: Family<EventLabels, Gauge>,
+    late_capture_watches: Family<EventLabels, Gauge>,
 }
 
 /// What one actor answered.
@@ -80,6 +81,12 @@ impl LiveMetrics {
              refunded yet; an event that owes one is activated at start-up and never passivated",
             self.owed_refunds.clone(),
         );
+        event.register(
+            "late_capture_watches",
+            "Orders of a live event declined because the provider showed no capture, that it still asks the \
+             provider about for payments.late_capture_watch_secs (a capture found is owed back and refunded)",
+            self.late_capture_watches.clone(),
+        );
     }
 
     /// Asks every live actor for its counts and replaces the gauges with the answers.
@@ -100,6 +107,7 @@ impl LiveMetrics {
         self.queue_active.clear();
         self.in_flight.clear();
         self.owed_refunds.clear();
+        self.late_capture_watches.clear();
         self.actors.set(total as i64);
         let mut skipped = 0;
         for Sample { event_id, in_flight, state } in samples {
@@ -122,6 +130,7 @@ impl LiveMetrics {
             self.queue_waiting.get_or_create(&event).set(gauge(info.queue_waiting));
             self.queue_active.get_or_create(&event).set(gauge(info.queue_active));
             self.owed_refunds.get_or_create(&event).set(gauge(info.owed_refunds));
+            self.late_capture_watches.get_or_create(&event).set(gauge(info.late_capture_watches));
         }
         self.skipped.set(skipped);
     }

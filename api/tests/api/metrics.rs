@@ -119,6 +119,7 @@ async fn after_a_scripted_on_sale_the_metrics_have_exactly_the_expected_values()
     assert_eq!(m.value("tiketi_event_queue_active", &this), 0.0);
     assert_eq!(m.value("tiketi_event_in_flight", &this), 0.0);
     assert_eq!(m.value("tiketi_event_owed_refunds", &this), 0.0);
+    assert_eq!(m.value("tiketi_event_late_capture_watches", &this), 0.0);
     assert_eq!(m.value("tiketi_journal_captures_owed_total", &[]), 0.0);
 
     // The journal: batches committed, nothing waiting or failing, every entry's lag seen.

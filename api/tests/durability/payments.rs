@@ -522,22 +522,96 @@ async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_be
     server = Server::start_with(&url, &log, &env).await;
 
     // Nobody asks about the event: start-up finds the debt and pays it, once.
-    eventually("the owed capture refunded and recorded", Duration::from_secs(15), || async {
-        let refunded = pg_owed_refunds(&db).await.get(&order.payment_key).is_some_and(|(done, _)| *done);
-        (refunded && fake.refunds(&order.order_id) == 1).then_some(())
-    })
-    .await;
-    assert_eq!(fake.payment(&order.order_id).map(|p| p.status), Some(ProviderStatus::Canceled));
+    let p = refunded_once_and_unsold(&fake, &db, &order, Duration::from_secs(15)).await;
+    assert_eq!(p.status, "failed", "the buyer may still pay for the hold with another attempt");
     eventually("the refund counted at its commit", Duration::from_secs(5), || {
         shows(&client, &server, "tiketi_journal_owed_refunded_total 1".into())
     })
     .await;
     eventually("nothing owed on the gauge", Duration::from_secs(5), || shows(&client, &server, owing(0))).await;
-    // The seats were never sold; the buyer may still pay for the hold with another attempt.
-    let p = &pg_payments(&db).await[&order.order_id];
+    server.kill();
+    let _ = std::fs::remove_file(&log);
+}
+
+/// Waits up to `within` for the order's capture to be refunded at the provider and recorded
+/// so in `owed_refunds`; checks that its seats were never sold and, a second later, that it
+/// was refunded exactly once. The attempt as PostgreSQL has it.
+async fn refunded_once_and_unsold(
+    fake: &FakeToss,
+    db: &tokio_postgres::Client,
+    order: &Order,
+    within: Duration,
+) -> PgPayment {
+    eventually("the owed capture refunded and recorded", within, || async {
+        let refunded = pg_owed_refunds(db).await.get(&order.payment_key).is_some_and(|(done, _)| *done);
+        (refunded && fake.refunds(&order.order_id) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(fake.payment(&order.order_id).map(|p| p.status), Some(ProviderStatus::Canceled));
+    let p = pg_payments(db).await.remove(&order.order_id).expect("the attempt");
     assert_eq!((p.reservation_status.as_str(), p.sold), ("held", 0), "{p:?}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!((fake.captures(&order.order_id), fake.refunds(&order.order_id)), (1, 1), "refunded exactly once");
+    p
+}
+
+/// The failure code PostgreSQL has for an attempt.
+async fn pg_failure_code(db: &tokio_postgres::Client, order_id: &str) -> Option<String> {
+    db.query_opt("SELECT failure_code FROM payments WHERE order_id = $1", &[&order_id]).await.unwrap()?.get(0)
+}
+
+/// Test 5: the provider captures long after the server gave up on the capture, and nobody
+/// reports it. The provider takes 8 s; the server's call times out after 1 s, and its
+/// safety net finds no capture at 2 s, past a 1 s capture window, so the attempt is
+/// declined `NOT_CAPTURED`. The answer of the capture goes nowhere. The server must find
+/// the capture by asking the provider and refund it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_nobody_reports_is_found_and_refunded() {
+    a_capture_nobody_reports("payments-unreported-capture", false).await;
+}
+
+/// Test 6: as test 5, with the server killed between the decline and the capture: the
+/// restarted server finds the declined attempt in PostgreSQL and keeps looking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_nobody_reports_is_found_after_a_crash_and_refunded() {
+    a_capture_nobody_reports("payments-unreported-capture-crash", true).await;
+}
+
+async fn a_capture_nobody_reports(name: &str, crash: bool) {
+    const CAPTURE_DELAY: Duration = Duration::from_secs(8);
+    let OneOrder { fake, url, db, log, env, client, mut server, event, order } =
+        OneOrder::start(name, (1_000, 2, 1)).await;
+    let watching = |n: u32| format!("tiketi_event_late_capture_watches{{event_id=\"{event}\"}} {n}");
+
+    fake.set_confirm_delay(CAPTURE_DELAY);
+    let (status, body) =
+        post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::SERVICE_UNAVAILABLE, &json!("payment_pending")),
+        "{body}"
+    );
+    eventually("the attempt declined for want of a capture", Duration::from_secs(10), || async {
+        (pg_failure_code(&db, &order.order_id).await.as_deref() == Some("NOT_CAPTURED")).then_some(())
+    })
+    .await;
+    assert_eq!(fake.captures(&order.order_id), 0, "declined before the provider captured");
+    if crash {
+        server.kill();
+        server = Server::start_with(&url, &log, &env).await;
+    }
+    // Watched, by the restarted server too (nobody has asked about the event since).
+    eventually("the order watched on the gauge", Duration::from_secs(5), || shows(&client, &server, watching(1))).await;
+
+    assert!(fake.wait_for_capture(&order.order_id, Duration::from_secs(15)).await, "the provider captures");
+    // Nobody asks about the event or the order: the server looks for the capture itself.
+    let p = refunded_once_and_unsold(&fake, &db, &order, Duration::from_secs(30)).await;
+    assert_eq!(p.status, "failed", "the declined attempt stays declined");
+    eventually("the debt counted at its commit", Duration::from_secs(5), || {
+        shows(&client, &server, "tiketi_journal_captures_owed_total 1".into())
+    })
+    .await;
+    eventually("no longer watched", Duration::from_secs(5), || shows(&client, &server, watching(0))).await;
     server.kill();
     let _ = std::fs::remove_file(&log);
 }
