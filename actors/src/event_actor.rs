@@ -112,10 +112,14 @@ pub(crate) enum EventMsg {
         payment_key: String,
         at: Timestamp,
     },
-    /// Ask the provider about the declined orders due a look for a late capture.
-    LookForLateCaptures,
-    /// The provider can no longer capture this declined order: stop watching it.
-    NoLateCapture(String),
+    /// Ask the provider about the declined orders due a look for a late capture (the
+    /// timer's generation: a superseded timer does nothing).
+    LookForLateCaptures(u64),
+    /// What a look at the provider found for a declined order.
+    LateCaptureFinding {
+        order_id: String,
+        finding: crate::handle::LateCaptureFinding,
+    },
     /// A live reservation's current payment.
     Payment(ReservationId, RpcReplyPort<Option<Payment>>),
     /// An admin sets a reservation's status by hand (confirmed: paid offline; cancelled),
@@ -172,8 +176,8 @@ impl EventMsg {
             Self::Reconcile(_) => "reconcile",
             Self::RefundOwed(_) => "refund_owed",
             Self::OwedRefunded { .. } => "owed_refunded",
-            Self::LookForLateCaptures => "look_for_late_captures",
-            Self::NoLateCapture(_) => "no_late_capture",
+            Self::LookForLateCaptures(_) => "look_for_late_captures",
+            Self::LateCaptureFinding { .. } => "late_capture_finding",
             Self::Payment(..) => "payment",
             Self::SetStatus(..) => "set_status",
         }
@@ -193,8 +197,8 @@ impl EventMsg {
                 | Self::Reconcile(_)
                 | Self::RefundOwed(_)
                 | Self::OwedRefunded { .. }
-                | Self::LookForLateCaptures
-                | Self::NoLateCapture(_)
+                | Self::LookForLateCaptures(_)
+                | Self::LateCaptureFinding { .. }
         )
     }
 }
@@ -298,6 +302,8 @@ impl Actor for EventActor {
             },
             now,
         );
+        // A capture already owed back needs no more looking for.
+        let owed: std::collections::HashSet<String> = engine.owed_refunds().map(|o| o.payment_key.clone()).collect();
         let retention_start = Timestamp(now.0 - config.idempotency_retention.as_millis() as i64);
         let idempotency = snapshot
             .idempotency
@@ -335,7 +341,13 @@ impl Actor for EventActor {
             pending_keys: HashMap::new(),
             reconciled: HashMap::new(),
             refunds_asked: HashMap::new(),
-            late_captures: late_captures::LateCaptures::resume(snapshot.uncaptured, now, late_capture_watch),
+            late_captures: late_captures::LateCaptures::resume(
+                snapshot.uncaptured,
+                |key| owed.contains(key),
+                now,
+                late_capture_watch,
+                Instant::now(),
+            ),
         };
         if let Some(changes) = lapsed {
             state.push(state.entry(changes));
@@ -468,8 +480,10 @@ impl Actor for EventActor {
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
             EventMsg::RefundOwed(payment_key) => state.refund_owed(&myself, payment_key),
             EventMsg::OwedRefunded { payment_key, at } => state.owed_refunded(&payment_key, at),
-            EventMsg::LookForLateCaptures => state.look_for_late_captures(&myself),
-            EventMsg::NoLateCapture(order_id) => state.late_captures.forget(&order_id),
+            EventMsg::LookForLateCaptures(generation) => state.look_for_late_captures(&myself, generation),
+            EventMsg::LateCaptureFinding { order_id, finding } => {
+                state.late_capture_finding(&myself, order_id, finding)
+            }
             EventMsg::SetStatus(cmd, reply) => state.set_status(cmd, reply),
             EventMsg::Payment(reservation, reply) => {
                 let _ = reply.send(state.engine.payment(reservation).cloned());

@@ -3,7 +3,9 @@
 
 mod payments;
 
-pub(crate) use payments::{Begun, RECONCILE_RETRY, look_for_late_capture, reconcile, refund_owed, settled};
+pub(crate) use payments::{
+    Begun, LateCaptureFinding, RECONCILE_RETRY, look_for_late_captures, reconcile, refund_owed, settled,
+};
 pub use payments::{ConfirmCmd, PrepareCmd, Provider, RefundCmd};
 
 use crate::event_actor::{Envelope, EventMsg};

@@ -87,6 +87,14 @@ impl FakeToss {
         self.shared.ledger().confirm_delay = delay;
     }
 
+    /// While `true`, every confirm not captured yet waits (after its confirm delay) until this
+    /// is set back to `false`, then captures: a capture that lands exactly when a test says.
+    /// A client that times out meanwhile gets no answer (as with
+    /// [`FakeToss::set_confirm_delay`]), and the provider has no payment for the order.
+    pub fn hold_captures(&self, held: bool) {
+        self.shared.captures_held.send_replace(held);
+    }
+
     /// Every confirm captures (status DONE, counted) and THEN waits this long before answering: with a hold
     /// longer than the client's timeout, the money is taken but the answer is lost.
     pub fn set_hold_after_capture(&self, hold: Duration) {

@@ -115,6 +115,21 @@ async fn a_confirm_slower_than_the_timeout_is_unknown_and_the_late_capture_is_fo
 }
 
 #[tokio::test]
+async fn a_held_capture_lands_when_released_and_not_before() {
+    let fake = FakeToss::start(SECRET).await;
+    let toss = toss_for(&fake, SECRET, Duration::from_millis(200));
+    fake.hold_captures(true);
+
+    assert_unknown(toss.confirm(&order(1)).await);
+    assert_eq!(toss.payment_for_order("order-1").await, Ok(None), "nothing captured, nothing to find");
+    assert!(!fake.wait_for_capture("order-1", Duration::from_millis(500)).await, "held");
+    fake.hold_captures(false);
+    assert!(fake.wait_for_capture("order-1", Duration::from_secs(5)).await, "released");
+    let found = toss.payment_for_order("order-1").await.expect("a lookup").expect("the capture");
+    assert_eq!((found.status, fake.captures("order-1")), (ProviderStatus::Done, 1));
+}
+
+#[tokio::test]
 async fn a_capture_whose_answer_was_lost_resolves_to_the_captured_payment() {
     let fake = FakeToss::start(SECRET).await;
     let toss = toss_for(&fake, SECRET, Duration::from_millis(300));

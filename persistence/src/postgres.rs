@@ -24,8 +24,7 @@ use rows::{
 };
 use std::time::Duration;
 use tiketi_engine::{
-    EventId, NOT_CAPTURED, OwedRefund, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, Timestamp,
-    UserId,
+    EventId, OwedRefund, Payment, QueueMember, Reservation, ReservationId, SeatIndex, SeatMap, Timestamp, UserId,
 };
 
 refinery::embed_migrations!("../migrations");
@@ -465,8 +464,12 @@ impl Store for PgStore {
             .collect();
         let uncaptured = tx
             .query(
-                &format!("{} WHERE event_id = $1 AND failure_code = $2 ORDER BY updated_at", rows::PAYMENT_SELECT),
-                &[&id.uuid(), &NOT_CAPTURED],
+                // The code written out, so the plan always uses the partial index.
+                &format!(
+                    "{} WHERE event_id = $1 AND failure_code = 'NOT_CAPTURED' ORDER BY updated_at",
+                    rows::PAYMENT_SELECT
+                ),
+                &[&id.uuid()],
             )
             .await
             .map_err(db_err)?
@@ -603,8 +606,8 @@ impl Store for PgStore {
             .query(
                 "SELECT event_id FROM payments WHERE status IN ('in_progress', 'cancelling')
                  UNION SELECT event_id FROM owed_refunds WHERE refunded_at IS NULL
-                 UNION SELECT event_id FROM payments WHERE failure_code = $1 AND updated_at >= $2",
-                &[&NOT_CAPTURED, &at(declined_since)],
+                 UNION SELECT event_id FROM payments WHERE failure_code = 'NOT_CAPTURED' AND updated_at >= $1",
+                &[&at(declined_since)],
             )
             .await
             .map_err(db_err)?;

@@ -145,6 +145,7 @@ impl EventState {
             self.reconciled.remove(&reservation);
         }
         if matches!(outcome, CaptureOutcome::Captured { .. }) {
+            // Reported or found: no more looking for it.
             self.late_captures.forget(&order_id);
         }
         let (payment, finish) = self.engine.finish_confirm(&order_id, &payment_key, outcome, now);

@@ -295,37 +295,53 @@ pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
     handle.actor.send_after(retry, move || crate::event_actor::Envelope::internal(EventMsg::RefundOwed(payment_key)));
 }
 
-/// Asks the provider whether an order declined for want of a capture was captured after
-/// all (see the actor's `late_captures`). A capture found is reported like any other and,
-/// selling nothing, becomes a refund owed; an order the provider can no longer capture
-/// (cancelled, aborted, expired) is no longer watched; anything else is asked about again.
-pub(crate) async fn look_for_late_capture(handle: EventHandle, order_id: String, payment_key: String) {
-    let found = match handle.config.provider.0.payment_for_order(&order_id).await {
-        Ok(found) => found,
-        Err(e) => {
-            tracing::debug!(%order_id, error = %e, "cannot look for a late capture yet");
-            return;
-        }
-    };
-    let Some(p) = found else { return };
-    match p.status {
-        ProviderStatus::Done => {
-            if p.payment_key != payment_key {
-                tracing::warn!(%order_id, "the provider captured the order with another payment key");
-            }
-            tracing::warn!(%order_id, "found a capture made after its attempt was declined; refunding it");
-            let outcome = captured(p.approved_at, p.method);
-            // Selling nothing, the capture is owed back: the answer is a refusal, expected.
-            let _ = handle.finish_confirm(order_id, p.payment_key, outcome).await;
-        }
-        ProviderStatus::Canceled
-        | ProviderStatus::PartialCanceled
-        | ProviderStatus::Aborted
-        | ProviderStatus::Expired => {
-            let msg = EventMsg::NoLateCapture(order_id);
-            let _ = handle.actor.cast(crate::event_actor::Envelope::internal(msg));
-        }
-        ProviderStatus::Ready | ProviderStatus::InProgress | ProviderStatus::WaitingForDeposit => {}
+/// What a look at the provider found for an order declined for want of a capture.
+#[derive(Debug)]
+pub(crate) enum LateCaptureFinding {
+    /// Captured after all (in full or, after a partial refund by hand, in part): selling
+    /// nothing, it is owed back.
+    Captured { payment_key: String, outcome: CaptureOutcome },
+    /// The provider can no longer capture it (cancelled, aborted, expired).
+    Never,
+    /// No capture yet (or the provider could not be asked): look again later.
+    NotYet,
+}
+
+/// Asks the provider about each of `orders` (order id, payment key) at once, and tells the
+/// actor what each look found (see the actor's `late_captures`).
+pub(crate) async fn look_for_late_captures(handle: EventHandle, orders: Vec<(String, String)>) {
+    let mut looks = tokio::task::JoinSet::new();
+    for (order_id, payment_key) in orders {
+        let provider = handle.config.provider.clone();
+        looks.spawn(async move {
+            let finding = match provider.0.payment_for_order(&order_id).await {
+                Ok(Some(p)) => match p.status {
+                    ProviderStatus::Done | ProviderStatus::PartialCanceled => {
+                        if p.payment_key != payment_key {
+                            tracing::warn!(%order_id, "the provider captured the order under another payment key");
+                        }
+                        let outcome = captured(p.approved_at, p.method);
+                        LateCaptureFinding::Captured { payment_key: p.payment_key, outcome }
+                    }
+                    ProviderStatus::Canceled | ProviderStatus::Aborted | ProviderStatus::Expired => {
+                        LateCaptureFinding::Never
+                    }
+                    ProviderStatus::Ready | ProviderStatus::InProgress | ProviderStatus::WaitingForDeposit => {
+                        LateCaptureFinding::NotYet
+                    }
+                },
+                Ok(None) => LateCaptureFinding::NotYet,
+                Err(e) => {
+                    tracing::debug!(%order_id, error = %e, "cannot look for a late capture yet");
+                    LateCaptureFinding::NotYet
+                }
+            };
+            (order_id, finding)
+        });
+    }
+    while let Some(Ok((order_id, finding))) = looks.join_next().await {
+        let msg = EventMsg::LateCaptureFinding { order_id, finding };
+        let _ = handle.actor.cast(crate::event_actor::Envelope::internal(msg));
     }
 }
 

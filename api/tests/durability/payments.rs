@@ -561,10 +561,10 @@ async fn pg_failure_code(db: &tokio_postgres::Client, order_id: &str) -> Option<
 }
 
 /// Test 5: the provider captures long after the server gave up on the capture, and nobody
-/// reports it. The provider takes 8 s; the server's call times out after 1 s, and its
-/// safety net finds no capture at 2 s, past a 1 s capture window, so the attempt is
-/// declined `NOT_CAPTURED`. The answer of the capture goes nowhere. The server must find
-/// the capture by asking the provider and refund it.
+/// reports it. The provider holds the capture; the server's call times out after 1 s, and its
+/// safety net finds no capture at 2 s, past a 1 s capture window, so the attempt is declined
+/// `NOT_CAPTURED`. Then the provider captures, and its answer goes nowhere. The server must
+/// find the capture by asking the provider, and refund it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capture_nobody_reports_is_found_and_refunded() {
     a_capture_nobody_reports("payments-unreported-capture", false).await;
@@ -578,12 +578,11 @@ async fn a_capture_nobody_reports_is_found_after_a_crash_and_refunded() {
 }
 
 async fn a_capture_nobody_reports(name: &str, crash: bool) {
-    const CAPTURE_DELAY: Duration = Duration::from_secs(8);
     let OneOrder { fake, url, db, log, env, client, mut server, event, order } =
         OneOrder::start(name, (1_000, 2, 1)).await;
     let watching = |n: u32| format!("tiketi_event_late_capture_watches{{event_id=\"{event}\"}} {n}");
 
-    fake.set_confirm_delay(CAPTURE_DELAY);
+    fake.hold_captures(true);
     let (status, body) =
         post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
     assert_eq!(
@@ -603,7 +602,9 @@ async fn a_capture_nobody_reports(name: &str, crash: bool) {
     // Watched, by the restarted server too (nobody has asked about the event since).
     eventually("the order watched on the gauge", Duration::from_secs(5), || shows(&client, &server, watching(1))).await;
 
-    assert!(fake.wait_for_capture(&order.order_id, Duration::from_secs(15)).await, "the provider captures");
+    // The provider captures now; its answer goes to a caller that gave up long ago.
+    fake.hold_captures(false);
+    assert!(fake.wait_for_capture(&order.order_id, Duration::from_secs(5)).await, "the provider captures");
     // Nobody asks about the event or the order: the server looks for the capture itself.
     let p = refunded_once_and_unsold(&fake, &db, &order, Duration::from_secs(30)).await;
     assert_eq!(p.status, "failed", "the declined attempt stays declined");

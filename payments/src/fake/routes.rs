@@ -44,16 +44,21 @@ async fn confirm(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         ledger.check_confirm(&req)?;
         (ledger.confirm_delay, ledger.hold_after_capture)
     };
-    let captured = if delay.is_zero() {
+    let captured = if delay.is_zero() && !*shared.captures_held.borrow() {
         shared.capture(&req)?
     } else {
         // A task of its own, so the capture still happens after a client that timed out has hung up and hyper
         // has dropped this handler: a slow provider finishes what it started.
         let shared = Arc::clone(&shared);
         let mut shutdown = shared.shutdown.subscribe();
+        let mut held = shared.captures_held.subscribe();
         let delayed = tokio::spawn(async move {
+            let ready = async {
+                tokio::time::sleep(delay).await;
+                let _ = held.wait_for(|held| !*held).await;
+            };
             tokio::select! {
-                () = tokio::time::sleep(delay) => Some(shared.capture(&req)),
+                () = ready => Some(shared.capture(&req)),
                 _ = shutdown.wait_for(|down| *down) => None,
             }
         });

@@ -263,6 +263,8 @@ pub(super) struct Shared {
     pub(super) captured: watch::Sender<u64>,
     /// Set when the fake is dropped: delayed captures still waiting are abandoned.
     pub(super) shutdown: watch::Sender<bool>,
+    /// While set, confirms received wait before capturing until it is cleared.
+    pub(super) captures_held: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -272,6 +274,7 @@ impl Shared {
             authorization,
             captured: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
+            captures_held: watch::Sender::new(false),
         }
     }
 
