@@ -64,6 +64,11 @@ impl PaymentStatus {
 /// not refuse it, so a capture may still land afterwards.
 pub const NOT_CAPTURED: &str = "NOT_CAPTURED";
 
+/// The code a buyer is answered with when the provider captured an order whose attempt had
+/// already been declined while the reservation is still held: the capture sells nothing and
+/// is refunded, and the hold may be paid with a new attempt.
+pub const CAPTURED_TOO_LATE: &str = "CAPTURED_TOO_LATE";
+
 impl PaymentFailure {
     /// Whether the attempt was declined for want of a capture, not refused by the provider.
     pub fn is_not_captured(&self) -> bool {

@@ -9,8 +9,8 @@ use crate::handle::{
 use crate::{ActorError, EventHandle};
 use ractor::ActorRef;
 use tiketi_engine::{
-    CaptureOutcome, ConfirmFinish, ConfirmStart, EngineError, Payment, RefundOutcome, RefundStart, ReservationId,
-    ReservationStatus, UserId,
+    CAPTURED_TOO_LATE, CaptureOutcome, ConfirmFinish, ConfirmStart, EngineError, Payment, PaymentFailure,
+    RefundOutcome, RefundStart, ReservationId, ReservationStatus, UserId,
 };
 use tiketi_persistence::{AuditRecord, IdempotencyRecord, JournalEntry, StoredOutcome};
 
@@ -165,7 +165,20 @@ impl EventState {
                 let seq = changes.seq;
                 self.push(self.entry(changes));
                 self.refund_owed(myself, payment_key);
-                self.answer_when_durable(seq, reply, Err(EngineError::HoldExpired.into()));
+                let held = tiketi_engine::order_reservation(&order_id)
+                    .and_then(|r| self.engine.reservation(r))
+                    .is_some_and(|r| r.status == ReservationStatus::Held);
+                let answer = if held {
+                    ActorError::PaymentDeclined(PaymentFailure {
+                        code: CAPTURED_TOO_LATE.into(),
+                        message: "the payment was captured after this order had been declined: the capture is \
+                                  refunded. The reservation is still held; prepare a new payment to pay for it"
+                            .into(),
+                    })
+                } else {
+                    EngineError::HoldExpired.into()
+                };
+                self.answer_when_durable(seq, reply, Err(answer));
                 return;
             }
         };

@@ -190,7 +190,9 @@ async fn prepare(
 #[utoipa::path(post, path = "/payments/confirm", tag = "payments", security(("bearer" = [])),
     params(("Idempotency-Key" = Option<String>, Header)),
     request_body = ConfirmRequest,
-    responses((status = 200, body = PaymentDto), (status = 402, description = "payment_declined by the provider"),
+    responses((status = 200, body = PaymentDto),
+        (status = 402, description = "payment_declined by the provider; or providerCode CAPTURED_TOO_LATE: \
+            captured after the order was declined, so refunded, and the hold may be paid with a new attempt"),
         (status = 404, description = "no such order of yours"),
         (status = 409, description = "reservation_expired, payment_in_progress, already_paid, idempotency_in_flight"),
         (status = 422, description = "amount differs from the order's"),

@@ -499,7 +499,13 @@ async fn a_capture_owed_back_is_refunded_after_a_crash_even_if_refunds_failed_be
     fake.set_confirm_delay(Duration::from_secs(5));
     let (status, body) =
         post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
-    assert_eq!((status, &body["error"]["code"]), (StatusCode::CONFLICT, &json!("reservation_expired")), "{body}");
+    // The hold is still live: the buyer is told the capture came too late and may pay again.
+    let answer = (status, &body["error"]["code"], &body["error"]["details"]["providerCode"]);
+    assert_eq!(
+        answer,
+        (StatusCode::PAYMENT_REQUIRED, &json!("payment_declined"), &json!("CAPTURED_TOO_LATE")),
+        "{body}"
+    );
     assert_eq!(fake.captures(&order.order_id), 1);
     // The debt is durable before that answer; the refund was asked for and refused.
     let owed = pg_owed_refunds(&db).await;
