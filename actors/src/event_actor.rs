@@ -14,12 +14,13 @@ use crate::stream::{LiveStream, Resume, Subscription};
 use crate::views::{ActorInfo, EventView, SeatsSnapshot};
 use crate::{ActorConfig, ActorError, Clock};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tiketi_engine::{
-    CaptureOutcome, ChangeSet, EngineError, EventEngine, EventStatus, HoldRequest, Payment, Persisted, QueueStanding,
-    QueueView, RefundOutcome, Reservation, ReservationId, ReservationStatus, Selection, Timestamp, UserId,
+    CaptureOutcome, ChangeSet, EngineError, EventEngine, EventStatus, HoldRequest, OwedRefund, Payment, Persisted,
+    QueueStanding, QueueView, RefundOutcome, Reservation, ReservationId, ReservationStatus, Selection, Timestamp,
+    UserId,
 };
 use tiketi_persistence::journal::{Journal, JournalPermit};
 use tiketi_persistence::{
@@ -112,6 +113,15 @@ pub(crate) enum EventMsg {
         payment_key: String,
         at: Timestamp,
     },
+    /// The provider did not refund an owed capture: ask again after this long.
+    OwedRefundFailed {
+        payment_key: String,
+        retry_after: Duration,
+    },
+    /// The captures owed back, not refunded yet.
+    OwedRefunds(RpcReplyPort<Vec<OwedRefund>>),
+    /// An admin settles an owed capture by hand; durable.
+    SettleOwed(crate::handle::SettleOwedCmd, Reply<OwedRefund>),
     /// Ask the provider about the declined orders due a look for a late capture (the
     /// timer's generation: a superseded timer does nothing).
     LookForLateCaptures(u64),
@@ -176,6 +186,9 @@ impl EventMsg {
             Self::Reconcile(_) => "reconcile",
             Self::RefundOwed(_) => "refund_owed",
             Self::OwedRefunded { .. } => "owed_refunded",
+            Self::OwedRefundFailed { .. } => "owed_refund_failed",
+            Self::OwedRefunds(_) => "owed_refunds",
+            Self::SettleOwed(..) => "settle_owed",
             Self::LookForLateCaptures(_) => "look_for_late_captures",
             Self::LateCaptureFinding { .. } => "late_capture_finding",
             Self::Payment(..) => "payment",
@@ -197,6 +210,7 @@ impl EventMsg {
                 | Self::Reconcile(_)
                 | Self::RefundOwed(_)
                 | Self::OwedRefunded { .. }
+                | Self::OwedRefundFailed { .. }
                 | Self::LookForLateCaptures(_)
                 | Self::LateCaptureFinding { .. }
         )
@@ -251,8 +265,8 @@ pub(crate) struct EventState {
     pending_keys: HashMap<(UserId, String), payments::PendingKey>,
     /// When each payment in flight was last looked up at the provider.
     reconciled: HashMap<ReservationId, Instant>,
-    /// When the provider was last asked to refund each owed capture, by payment key.
-    refunds_asked: HashMap<String, Instant>,
+    /// The owed captures the provider is being asked to refund right now, by payment key.
+    refunds_in_flight: HashSet<String>,
     /// Declined orders a capture may still land for.
     late_captures: late_captures::LateCaptures,
 }
@@ -340,7 +354,7 @@ impl Actor for EventActor {
             refund_waiters: HashMap::new(),
             pending_keys: HashMap::new(),
             reconciled: HashMap::new(),
-            refunds_asked: HashMap::new(),
+            refunds_in_flight: HashSet::new(),
             late_captures: late_captures::LateCaptures::resume(
                 snapshot.uncaptured,
                 |key| owed.contains(key),
@@ -480,6 +494,13 @@ impl Actor for EventActor {
             EventMsg::Reconcile(reservation) => state.reconcile(&myself, reservation),
             EventMsg::RefundOwed(payment_key) => state.refund_owed(&myself, payment_key),
             EventMsg::OwedRefunded { payment_key, at } => state.owed_refunded(&payment_key, at),
+            EventMsg::OwedRefundFailed { payment_key, retry_after } => {
+                state.owed_refund_failed(&myself, payment_key, retry_after)
+            }
+            EventMsg::OwedRefunds(reply) => {
+                let _ = reply.send(state.engine.owed_refunds().cloned().collect());
+            }
+            EventMsg::SettleOwed(cmd, reply) => state.settle_owed(cmd, reply),
             EventMsg::LookForLateCaptures(generation) => state.look_for_late_captures(&myself, generation),
             EventMsg::LateCaptureFinding { order_id, finding } => {
                 state.late_capture_finding(&myself, order_id, finding)

@@ -6,7 +6,7 @@ mod payments;
 pub(crate) use payments::{
     Begun, LateCaptureFinding, RECONCILE_RETRY, look_for_late_captures, reconcile, refund_owed, settled,
 };
-pub use payments::{ConfirmCmd, PrepareCmd, Provider, RefundCmd};
+pub use payments::{ConfirmCmd, PrepareCmd, Provider, RefundCmd, SettleOwedCmd};
 
 use crate::event_actor::{Envelope, EventMsg};
 use crate::stream::{Resume, Subscription};

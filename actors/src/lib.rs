@@ -22,7 +22,7 @@ pub use directory::{ActorConfig, Directory, Placement, Runtime};
 pub use error::ActorError;
 pub use handle::{
     Caller, CancelCmd, ConfirmCmd, EventHandle, EventPatch, HoldCmd, IdempotencyKey, PrepareCmd, Provider, RefundCmd,
-    SelectionInput, SetStatusCmd,
+    SelectionInput, SetStatusCmd, SettleOwedCmd,
 };
 pub use stream::{Frame, FrameSink, Notice, Resume, Snapshot, Start, StreamConfig, Subscription};
 pub use views::{ActorInfo, EventView, SeatEntry, SeatsSnapshot};

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod events;
 pub mod health;
 pub mod internal;
+pub mod owed_refunds;
 pub mod payments;
 pub mod queue;
 pub mod reports;
@@ -28,6 +29,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(queue::router())
         .merge(admin::router())
         .merge(admin_reservations::router())
+        .merge(owed_refunds::router())
         .merge(actors::router())
         .merge(cluster::router())
         .merge(reports::router())

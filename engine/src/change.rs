@@ -3,7 +3,7 @@
 
 use crate::{
     EventStatus, OwedRefund, Payment, QueueChange, Reservation, ReservationId, ReservationStatus, SeatIndex,
-    SeatStatus, TicketTypeId, Timestamp, UserId,
+    SeatStatus, SettledByHand, TicketTypeId, Timestamp, UserId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,12 +46,14 @@ pub enum Change {
     Payment(Box<Payment>),
     /// A capture that must be refunded (see [`OwedRefund`]).
     RefundOwed(Box<OwedRefund>),
-    /// The provider refunded an owed capture.
+    /// An owed capture was refunded: by the provider, or settled by hand by an admin.
     RefundPaid {
         /// The capture's payment key.
         payment_key: String,
-        /// When the provider refunded it.
+        /// When the provider refunded it, or the admin settled it.
         at: Timestamp,
+        /// Who settled it by hand and why, if the provider did not refund it.
+        by_hand: Option<Box<SettledByHand>>,
     },
 }
 

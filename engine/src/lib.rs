@@ -31,7 +31,7 @@ pub use engine::{
 pub use error::EngineError;
 pub use ids::{EventId, ReservationId, TicketTypeId, UserId};
 pub use layout::{LayoutError, LayoutSpec, PriceTier, RowSpec, SectionSpec, TicketTypeSpec};
-pub use payment::{CAPTURED_TOO_LATE, NOT_CAPTURED, OwedRefund, Payment, PaymentFailure, PaymentStatus};
+pub use payment::{CAPTURED_TOO_LATE, NOT_CAPTURED, OwedRefund, Payment, PaymentFailure, PaymentStatus, SettledByHand};
 pub use queue::{ADMISSION_INTERVAL, LeaveReason, QueueChange, QueueMember, QueueSettings, QueueStanding, QueueView};
 pub use reservation::{Reservation, ReservationItems, ReservationNumber, ReservationStatus};
 pub use seatmap::{SeatCounts, SeatIndex, SeatInfo, SeatMap};

@@ -139,3 +139,13 @@ pub struct OwedRefund {
     /// When the engine learned of it.
     pub since: Timestamp,
 }
+
+/// An owed capture an admin settled by hand (refunded by other means, or found refunded at
+/// the provider), so the engine stops asking the provider to refund it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettledByHand {
+    /// The admin.
+    pub admin: UserId,
+    /// Why, for the record.
+    pub reason: String,
+}

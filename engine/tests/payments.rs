@@ -7,7 +7,7 @@ use tiketi_engine::{
     CaptureOutcome, Change, ChangeSet, ConfirmFinish, ConfirmStart, EngineError, EventEngine, EventId, EventRules,
     EventStatus, HoldRequest, LayoutSpec, OwedRefund, Payment, PaymentFailure, PaymentStatus, Persisted, QueueSettings,
     RefundOutcome, RefundStart, ReservationId, ReservationStatus, SeatCounts, SeatIndex, SeatMap, SeatStatus,
-    Selection, TicketTypeId, TicketTypeSpec, Timestamp, UserId, order_id, order_reservation,
+    Selection, SettledByHand, TicketTypeId, TicketTypeSpec, Timestamp, UserId, order_id, order_reservation,
 };
 use uuid::Uuid;
 
@@ -890,7 +890,7 @@ fn a_refund_paid_clears_its_debt_once_and_an_unpaid_one_survives_a_restore() {
     let expected = ChangeSet {
         seq: seq + 1,
         at: at(6),
-        changes: vec![Change::RefundPaid { payment_key: "key-1".into(), at: at(5) }],
+        changes: vec![Change::RefundPaid { payment_key: "key-1".into(), at: at(5), by_hand: None }],
     };
     assert_eq!(paid, Some(expected));
     assert_eq!(e.refund_paid("key-1", at(5), at(7)), None, "a second report");
@@ -911,6 +911,38 @@ fn a_refund_paid_clears_its_debt_once_and_an_unpaid_one_survives_a_restore() {
     assert_eq!(restored.owed_refunds().collect::<Vec<_>>(), [&debts[1]]);
     assert!(restored.refund_paid("key-2", at(9), at(9)).is_some());
     assert_eq!(restored.owed_refunds().count(), 0);
+}
+
+#[test]
+fn an_admin_settles_a_debt_by_hand_once_and_it_is_no_longer_owed() {
+    let mut e = event();
+    hold_seats(&mut e, 1, 1, &["S1-A-1"], OPEN).unwrap();
+    let p = prepare(&mut e, 1, at(1));
+    begin(&mut e, &p, "key-1", at(2));
+    e.finish_confirm(&p.order_id, "key-1", declined(), at(3));
+    e.finish_confirm(&p.order_id, "key-1", captured(at(4)), at(4));
+    let seq = e.seq();
+    let by = SettledByHand { admin: UserId(Uuid::from_u128(99)), reason: "refunded by bank transfer".into() };
+
+    let settled = e.settle_owed("key-1", by.clone(), at(6));
+    let expected = ChangeSet {
+        seq: seq + 1,
+        at: at(6),
+        changes: vec![Change::RefundPaid {
+            payment_key: "key-1".into(),
+            at: at(6),
+            by_hand: Some(Box::new(by.clone())),
+        }],
+    };
+    assert_eq!(settled, Some((owed(&p.order_id, "key-1", at(4)), expected)));
+    assert_eq!(e.owed_refunds().count(), 0);
+    // Settled once: neither a second settlement nor the provider's late refund changes anything.
+    assert_eq!(e.settle_owed("key-1", by.clone(), at(7)), None);
+    assert_eq!(e.refund_paid("key-1", at(7), at(7)), None);
+    assert_eq!(e.settle_owed("key-unknown", by, at(7)), None);
+    assert_eq!(e.seq(), seq + 1);
+    // The hold is untouched: a new attempt may still pay for it.
+    assert_eq!(reservation_status(&e, 1), Some(ReservationStatus::Held));
 }
 
 // 10. cancelling the event

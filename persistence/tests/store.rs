@@ -474,6 +474,13 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
 
     store.append(&[entry(record.id, engine.refund_paid("key-b", later, later).unwrap())]).await.unwrap();
     assert_eq!(reloaded(store.clone()).await, vec![]);
+    // One the provider would not refund, settled by hand: no longer owed either.
+    let mut batch = orphan(&mut engine, "S1-A-4", "key-d");
+    assert_eq!(reloaded(store.clone()).await, vec![], "not appended yet");
+    let by = tiketi_engine::SettledByHand { admin: buyer, reason: "refunded by bank transfer".into() };
+    batch.push(entry(record.id, engine.settle_owed("key-d", by, later).unwrap().1));
+    store.append(&batch).await.unwrap();
+    assert_eq!(reloaded(store.clone()).await, vec![]);
     // Nothing owed: the event is still named while its declines are recent enough to
     // watch for another late capture, and not once they are older than that.
     assert_eq!(store.unsettled_payment_events(now).await.unwrap(), vec![record.id], "declined since `now`");

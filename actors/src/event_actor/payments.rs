@@ -4,13 +4,15 @@
 
 use super::{Envelope, EventMsg, EventState, Reply, may_touch};
 use crate::handle::{
-    Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RECONCILE_RETRY, RefundCmd, reconcile, refund_owed, settled,
+    Begun, ConfirmCmd, IdempotencyKey, PrepareCmd, RECONCILE_RETRY, RefundCmd, SettleOwedCmd, reconcile, refund_owed,
+    settled,
 };
 use crate::{ActorError, EventHandle};
 use ractor::ActorRef;
+use std::time::Duration;
 use tiketi_engine::{
-    CAPTURED_TOO_LATE, CaptureOutcome, ConfirmFinish, ConfirmStart, EngineError, Payment, PaymentFailure,
-    RefundOutcome, RefundStart, ReservationId, ReservationStatus, UserId,
+    CAPTURED_TOO_LATE, CaptureOutcome, ConfirmFinish, ConfirmStart, EngineError, OwedRefund, Payment, PaymentFailure,
+    RefundOutcome, RefundStart, ReservationId, ReservationStatus, SettledByHand, UserId,
 };
 use tiketi_persistence::{AuditRecord, IdempotencyRecord, JournalEntry, StoredOutcome};
 
@@ -279,24 +281,51 @@ impl EventState {
         tokio::spawn(reconcile(self.handle(myself), payment.clone()));
     }
 
-    /// Asks the provider to refund an owed capture, unless it was asked within half the
-    /// retry interval (start-up and a failed attempt's retry may both ask).
+    /// Asks the provider to refund an owed capture, unless it is being asked already.
     pub(super) fn refund_owed(&mut self, myself: &ActorRef<Envelope>, payment_key: String) {
         let Some(owed) = self.engine.owed_refunds().find(|o| o.payment_key == payment_key) else { return };
-        let now = tokio::time::Instant::now();
-        if self.refunds_asked.get(&payment_key).is_some_and(|&at| now - at < RECONCILE_RETRY / 2) {
-            return;
+        if self.refunds_in_flight.insert(payment_key) {
+            tokio::spawn(refund_owed(self.handle(myself), owed.clone()));
         }
-        tokio::spawn(refund_owed(self.handle(myself), owed.clone()));
-        self.refunds_asked.insert(payment_key, now);
     }
 
     /// Records that the provider refunded an owed capture. Money moved: never refused.
     pub(super) fn owed_refunded(&mut self, payment_key: &str, at: tiketi_engine::Timestamp) {
-        self.refunds_asked.remove(payment_key);
+        self.refunds_in_flight.remove(payment_key);
         if let Some(changes) = self.engine.refund_paid(payment_key, at, self.clock.now()) {
             self.push(self.entry(changes));
         }
+    }
+
+    /// The provider did not refund an owed capture: ask again after `retry_after`.
+    pub(super) fn owed_refund_failed(
+        &mut self,
+        myself: &ActorRef<Envelope>,
+        payment_key: String,
+        retry_after: Duration,
+    ) {
+        self.refunds_in_flight.remove(&payment_key);
+        myself.send_after(retry_after, move || Envelope::internal(EventMsg::RefundOwed(payment_key)));
+    }
+
+    /// An admin settles an owed capture by hand (refunded by other means): no longer owed,
+    /// and no longer asked for. Refused while the provider is being asked to refund it, so
+    /// it is never both refunded by the provider and settled by hand. Answered once durable.
+    pub(super) fn settle_owed(&mut self, cmd: SettleOwedCmd, reply: Reply<OwedRefund>) {
+        if self.refunds_in_flight.contains(&cmd.payment_key) {
+            let _ = reply.send(Err(EngineError::PaymentInProgress.into()));
+            return;
+        }
+        let by = SettledByHand { admin: cmd.admin, reason: cmd.reason };
+        let Some((owed, changes)) = self.engine.settle_owed(&cmd.payment_key, by, self.clock.now()) else {
+            let _ = reply.send(Err(EngineError::PaymentNotFound.into()));
+            return;
+        };
+        tracing::warn!(order_id = %owed.order_id, admin = %cmd.admin, "an owed capture was settled by hand");
+        let seq = changes.seq;
+        // A record of money: no backlog bound.
+        self.push(self.entry(changes));
+        self.answer_when_durable(seq, reply, Ok(owed));
     }
 
     /// Marks an idempotency key in flight until the payment it started has its answer.

@@ -15,7 +15,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 use tiketi_engine::{
-    CaptureOutcome, OwedRefund, Payment, PaymentFailure, PaymentStatus, RefundOutcome, ReservationId, Timestamp,
+    CaptureOutcome, OwedRefund, Payment, PaymentFailure, PaymentStatus, RefundOutcome, ReservationId, Timestamp, UserId,
 };
 use tiketi_payments::{ConfirmRequest, PaymentProvider, ProviderError, ProviderStatus};
 
@@ -77,6 +77,17 @@ pub struct RefundCmd {
     pub audit: Option<String>,
 }
 
+/// An admin settles an owed capture by hand.
+#[derive(Debug, Clone)]
+pub struct SettleOwedCmd {
+    /// The capture's payment key.
+    pub payment_key: String,
+    /// The admin.
+    pub admin: UserId,
+    /// Why (refunded by bank transfer, confirmed refunded in the provider's console...).
+    pub reason: String,
+}
+
 /// How a begun confirmation or refund continues.
 #[derive(Debug)]
 pub(crate) enum Begun {
@@ -101,6 +112,16 @@ impl EventHandle {
     /// A live reservation's current payment attempt, as the actor sees it now.
     pub async fn payment(&self, reservation: ReservationId) -> Result<Option<Payment>, ActorError> {
         self.call(|r| EventMsg::Payment(reservation, r), self.config.call_timeout).await
+    }
+
+    /// The captures this event owes back and the provider has not refunded yet.
+    pub async fn owed_refunds(&self) -> Result<Vec<OwedRefund>, ActorError> {
+        self.call(EventMsg::OwedRefunds, self.config.call_timeout).await
+    }
+
+    /// Settles an owed capture by hand; the debt as it was, once durable.
+    pub async fn settle_owed(&self, cmd: SettleOwedCmd) -> Result<OwedRefund, ActorError> {
+        self.call(|r| EventMsg::SettleOwed(cmd, r), self.config.durable_timeout).await?
     }
 
     /// Confirms a payment: the capture and its record, each durable before the next step.
@@ -272,7 +293,7 @@ pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
     // One key per capture: asking again never refunds twice.
     let key = format!("owed-{}", owed.payment_key);
     let OwedRefund { order_id, payment_key, .. } = owed;
-    let retry = match tiketi_payments::cancel_resolved(provider, &payment_key, &order_id, reason, &key).await {
+    let retry_after = match tiketi_payments::cancel_resolved(provider, &payment_key, &order_id, reason, &key).await {
         Ok(_) => {
             tracing::warn!(%order_id, "refunded a capture that came too late for its reservation");
             let msg = EventMsg::OwedRefunded { payment_key, at: now() };
@@ -292,7 +313,8 @@ pub(crate) async fn refund_owed(handle: EventHandle, owed: OwedRefund) {
             RECONCILE_RETRY
         }
     };
-    handle.actor.send_after(retry, move || crate::event_actor::Envelope::internal(EventMsg::RefundOwed(payment_key)));
+    let msg = EventMsg::OwedRefundFailed { payment_key, retry_after };
+    let _ = handle.actor.cast(crate::event_actor::Envelope::internal(msg));
 }
 
 /// What a look at the provider found for an order declined for want of a capture.

@@ -21,6 +21,15 @@ use uuid::Uuid;
 /// Longest reason an admin may give.
 const MAX_REASON: usize = 500;
 
+/// An admin's reason for the record, trimmed: required, at most [`MAX_REASON`] bytes.
+pub(crate) fn admin_reason(raw: &str) -> Result<String, ApiError> {
+    let reason = raw.trim();
+    if reason.is_empty() || reason.len() > MAX_REASON {
+        return Err(ApiError::invalid("reason", format!("required, at most {MAX_REASON} bytes")));
+    }
+    Ok(reason.to_owned())
+}
+
 /// The admin reservation routes.
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list)).routes(routes!(set_status)).routes(routes!(audit))
@@ -139,10 +148,7 @@ async fn set_status(
         Some(s @ (ReservationStatus::Confirmed | ReservationStatus::Cancelled)) => s,
         _ => return Err(ApiError::invalid("status", "an admin may set confirmed or cancelled")),
     };
-    let reason = req.reason.trim().to_owned();
-    if reason.is_empty() || reason.len() > MAX_REASON {
-        return Err(ApiError::invalid("reason", format!("required, at most {MAX_REASON} bytes")));
-    }
+    let reason = admin_reason(&req.reason)?;
     let stored =
         stored_reservation(&state, ReservationId(id)).await?.ok_or(ApiError::NotFound { what: "reservation" })?;
     let handle = state.event(stored.event).await?;

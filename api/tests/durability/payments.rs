@@ -623,6 +623,82 @@ async fn a_capture_nobody_reports(name: &str, crash: bool) {
     let _ = std::fs::remove_file(&log);
 }
 
+/// Test 7: the provider will not refund a capture owed back (every refund fails), so an
+/// admin refunds the buyer by other means and settles the debt by hand: it is recorded with
+/// the admin and the reason, and the server stops asking the provider.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_settles_by_hand_a_capture_the_provider_will_not_refund() {
+    let OneOrder { fake, db, log, client, server, event, order, .. } =
+        OneOrder::start("payments-settle-by-hand", (10_000, 2, 1)).await;
+    fake.set_fail_cancels(true);
+    fake.set_confirm_delay(Duration::from_secs(5));
+    let (status, body) =
+        post(&client, server.url("/payments/confirm"), &order.token, order.confirm_body()).await.unwrap();
+    assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{body}");
+    let admin = login(&client, &server, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let owed_url = server.url(&format!("/admin/events/{event}/owed-refunds"));
+
+    let listed = get_json(&client, owed_url.clone(), &admin).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(
+        (&listed["data"][0]["paymentKey"], &listed["data"][0]["orderId"]),
+        (&json!(order.payment_key), &json!(order.order_id))
+    );
+    let buyer = client.get(owed_url.clone()).bearer_auth(&order.token).send().await.unwrap();
+    assert_eq!(buyer.status(), StatusCode::FORBIDDEN);
+
+    let settle_url = |key: &str| server.url(&format!("/admin/events/{event}/owed-refunds/{key}/settle"));
+    let (status, body) =
+        post(&client, settle_url(&order.payment_key), &admin, json!({ "reason": "  " })).await.unwrap();
+    assert_eq!((status, &body["error"]["details"]["field"]), (StatusCode::UNPROCESSABLE_ENTITY, &json!("reason")));
+    let (status, _) = post(&client, settle_url("no-such-key"), &admin, json!({ "reason": "x" })).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(fake.cancel_calls() >= 1, "the provider was asked, and refused");
+
+    // Refused while the provider is being asked (a retry every 5 s): the admin tries again.
+    let reason = "refunded by bank transfer, ticket 4711";
+    let settled = eventually("settled by hand", Duration::from_secs(15), || async {
+        let (status, body) =
+            post(&client, settle_url(&order.payment_key), &admin, json!({ "reason": reason })).await.ok()?;
+        if status == StatusCode::CONFLICT {
+            assert_eq!(body["error"]["code"], "payment_in_progress", "{body}");
+            return None;
+        }
+        assert_eq!(status, StatusCode::OK, "{body}");
+        Some(body)
+    })
+    .await;
+    assert_eq!((&settled["paymentKey"], &settled["reason"]), (&json!(order.payment_key), &json!(reason)));
+    let row = db
+        .query_one(
+            "SELECT refunded_at IS NOT NULL, settled_by, settle_reason FROM owed_refunds WHERE payment_key = $1",
+            &[&order.payment_key],
+        )
+        .await
+        .unwrap();
+    let settled_by: Uuid = row.get(1);
+    assert_eq!(
+        (row.get::<_, bool>(0), settled_by.to_string(), row.get::<_, String>(2)),
+        (true, settled["settledBy"].as_str().unwrap().to_owned(), reason.to_owned())
+    );
+    let listed = get_json(&client, owed_url, &admin).await;
+    assert_eq!(listed["data"], json!([]));
+    let owing = format!("tiketi_event_owed_refunds{{event_id=\"{event}\"}} 0");
+    eventually("nothing owed on the gauge", Duration::from_secs(5), || shows(&client, &server, owing.clone())).await;
+    eventually("counted at its commit", Duration::from_secs(5), || {
+        shows(&client, &server, "tiketi_journal_owed_settled_by_hand_total 1".into())
+    })
+    .await;
+
+    // The provider is no longer asked (its retry was every 5 s), and refunded nothing.
+    let asked = fake.cancel_calls();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!((fake.cancel_calls(), fake.refunds(&order.order_id)), (asked, 0));
+    let mut server = server;
+    server.kill();
+    let _ = std::fs::remove_file(&log);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Test 2: random kill points.
 

@@ -10,7 +10,7 @@
 use super::EventEngine;
 use crate::{
     Change, ChangeSet, EngineError, OwedRefund, Payment, PaymentFailure, PaymentStatus, ReservationId,
-    ReservationStatus, SeatStatus, Timestamp,
+    ReservationStatus, SeatStatus, SettledByHand, Timestamp,
 };
 
 /// What the provider said about a capture (a Toss "confirm").
@@ -346,7 +346,20 @@ impl EventEngine {
     /// owed (a second report).
     pub fn refund_paid(&mut self, payment_key: &str, at: Timestamp, now: Timestamp) -> Option<ChangeSet> {
         self.owed_refunds.remove(payment_key)?;
-        self.commit(now, vec![Change::RefundPaid { payment_key: payment_key.to_owned(), at }])
+        self.commit(now, vec![Change::RefundPaid { payment_key: payment_key.to_owned(), at, by_hand: None }])
+    }
+
+    /// An admin settled the owed capture `payment_key` by hand at `now` (the provider would
+    /// not refund it): it is no longer owed. The debt as it was; `None` if it was not owed.
+    pub fn settle_owed(
+        &mut self,
+        payment_key: &str,
+        by: SettledByHand,
+        now: Timestamp,
+    ) -> Option<(OwedRefund, ChangeSet)> {
+        let owed = self.owed_refunds.remove(payment_key)?;
+        let change = Change::RefundPaid { payment_key: payment_key.to_owned(), at: now, by_hand: Some(Box::new(by)) };
+        Some((owed, self.commit(now, vec![change]).expect("a change")))
     }
 
     /// Whether a reservation's payment is in the provider's hands (confirming or

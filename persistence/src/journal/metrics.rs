@@ -57,6 +57,7 @@ pub struct JournalMetrics {
     refunded: Counter,
     captures_owed: Counter,
     owed_refunded: Counter,
+    owed_settled_by_hand: Counter,
     stats: Arc<JournalStats>,
 }
 
@@ -84,6 +85,7 @@ impl JournalMetrics {
             refunded: Counter::default(),
             captures_owed: Counter::default(),
             owed_refunded: Counter::default(),
+            owed_settled_by_hand: Counter::default(),
             stats,
         }
     }
@@ -170,13 +172,19 @@ impl JournalMetrics {
             "captures_owed",
             "Captures that landed for an order already settled otherwise (declined by a reconciliation, or \
              its hold ended), owed back to the buyer; counted when durably committed. Minus \
-             owed_refunded: those still to refund",
+             owed_refunded and owed_settled_by_hand: those still to refund",
             self.captures_owed.clone(),
         );
         registry.register(
             "owed_refunded",
             "Owed captures the provider has refunded, counted when durably committed",
             self.owed_refunded.clone(),
+        );
+        registry.register(
+            "owed_settled_by_hand",
+            "Owed captures an admin settled by hand (the provider would not refund them), counted when \
+             durably committed",
+            self.owed_settled_by_hand.clone(),
         );
     }
 
@@ -222,8 +230,12 @@ impl JournalMetrics {
                     self.captures_owed.inc();
                     continue;
                 }
-                Change::RefundPaid { .. } => {
+                Change::RefundPaid { by_hand: None, .. } => {
                     self.owed_refunded.inc();
+                    continue;
+                }
+                Change::RefundPaid { by_hand: Some(_), .. } => {
+                    self.owed_settled_by_hand.inc();
                     continue;
                 }
                 _ => continue,

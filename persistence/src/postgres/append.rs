@@ -14,7 +14,7 @@ use crate::store::StoreError;
 use std::collections::HashMap;
 use tiketi_engine::{
     Change, EventId, OwedRefund, Payment, PaymentStatus, QueueChange, QueueMember, Reservation, ReservationId,
-    ReservationItems, ReservationStatus, SeatStatus, Timestamp, UserId,
+    ReservationItems, ReservationStatus, SeatStatus, SettledByHand, Timestamp, UserId,
 };
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -72,7 +72,8 @@ struct Folded<'a> {
     payments: HashMap<&'a str, &'a Payment>,
     /// Captures found owed back in this batch, and those refunded (by payment key).
     owed: Vec<(EventId, &'a OwedRefund)>,
-    refunded: Vec<(&'a str, Timestamp)>,
+    /// ... with who settled them by hand and why, if the provider did not refund them.
+    refunded: Vec<(&'a str, Timestamp, Option<&'a SettledByHand>)>,
     audit: Vec<&'a crate::records::AuditRecord>,
 }
 
@@ -126,7 +127,9 @@ fn fold(entries: &[JournalEntry]) -> Folded<'_> {
                     f.payments.insert(p.order_id.as_str(), p);
                 }
                 Change::RefundOwed(owed) => f.owed.push((entry.event, owed)),
-                Change::RefundPaid { payment_key, at } => f.refunded.push((payment_key, *at)),
+                Change::RefundPaid { payment_key, at, by_hand } => {
+                    f.refunded.push((payment_key, *at, by_hand.as_deref()));
+                }
             }
         }
         f.idempotency.extend(entry.idempotency.iter());
@@ -525,13 +528,15 @@ async fn apply_owed_refunds(tx: &Transaction<'_>, f: &Folded<'_>) -> Result<(), 
         .map_err(db_err)?;
     }
     if !f.refunded.is_empty() {
-        let keys: Vec<&str> = f.refunded.iter().map(|(k, _)| *k).collect();
-        let ats: Vec<_> = f.refunded.iter().map(|(_, t)| at(*t)).collect();
+        let keys: Vec<&str> = f.refunded.iter().map(|(k, _, _)| *k).collect();
+        let ats: Vec<_> = f.refunded.iter().map(|(_, t, _)| at(*t)).collect();
+        let admins: Vec<Option<uuid::Uuid>> = f.refunded.iter().map(|(_, _, by)| by.map(|b| b.admin.uuid())).collect();
+        let reasons: Vec<Option<&str>> = f.refunded.iter().map(|(_, _, by)| by.map(|b| b.reason.as_str())).collect();
         tx.execute(
-            "UPDATE owed_refunds o SET refunded_at = u.at
-             FROM UNNEST($1::text[], $2::timestamptz[]) AS u(key, at)
+            "UPDATE owed_refunds o SET refunded_at = u.at, settled_by = u.admin, settle_reason = u.reason
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::uuid[], $4::text[]) AS u(key, at, admin, reason)
              WHERE o.payment_key = u.key AND o.refunded_at IS NULL",
-            &[&keys, &ats],
+            &[&keys, &ats, &admins, &reasons],
         )
         .await
         .map_err(db_err)?;
