@@ -211,6 +211,7 @@ impl EventMsg {
                 | Self::RefundOwed(_)
                 | Self::OwedRefunded { .. }
                 | Self::OwedRefundFailed { .. }
+                | Self::OwedRefunds(_)
                 | Self::LookForLateCaptures(_)
                 | Self::LateCaptureFinding { .. }
         )

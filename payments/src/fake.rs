@@ -95,6 +95,12 @@ impl FakeToss {
         self.shared.captures_held.send_replace(held);
     }
 
+    /// While `true`, every cancel (refund) request received waits, uncounted, until this is
+    /// set back to `false`; then it is handled as usual: a refund request kept in flight.
+    pub fn hold_cancels(&self, held: bool) {
+        self.shared.cancels_held.send_replace(held);
+    }
+
     /// Every confirm captures (status DONE, counted) and THEN waits this long before answering: with a hold
     /// longer than the client's timeout, the money is taken but the answer is lost.
     pub fn set_hold_after_capture(&self, hold: Duration) {

@@ -298,8 +298,13 @@ impl Store for MemoryStore {
                 .map(|(o, _)| o.clone())
                 .collect(),
             uncaptured: {
-                let mut declined: Vec<Payment> =
-                    inner.payments.values().filter(|p| p.event == id && not_captured(p)).cloned().collect();
+                let found = |p: &Payment| p.payment_key.as_ref().is_some_and(|k| state.owed_refunds.contains_key(k));
+                let mut declined: Vec<Payment> = inner
+                    .payments
+                    .values()
+                    .filter(|p| p.event == id && not_captured(p) && !found(p))
+                    .cloned()
+                    .collect();
                 declined.sort_by_key(|p| p.updated_at);
                 declined
             },

@@ -466,7 +466,9 @@ impl Store for PgStore {
             .query(
                 // The code written out, so the plan always uses the partial index.
                 &format!(
-                    "{} WHERE event_id = $1 AND failure_code = 'NOT_CAPTURED' ORDER BY updated_at",
+                    "{} WHERE event_id = $1 AND failure_code = 'NOT_CAPTURED'
+                       AND NOT EXISTS (SELECT 1 FROM owed_refunds o WHERE o.payment_key = payments.payment_key)
+                     ORDER BY updated_at",
                     rows::PAYMENT_SELECT
                 ),
                 &[&id.uuid()],

@@ -220,8 +220,10 @@ pub struct EventSnapshot {
     /// Captures not refunded yet.
     pub owed_refunds: Vec<OwedRefund>,
     /// Every attempt of the event declined because the provider showed no capture
-    /// ([`NOT_CAPTURED`](tiketi_engine::NOT_CAPTURED)), whatever became of its reservation since: a
-    /// capture may still land for one of them, and the actor looks for the recent ones.
+    /// ([`NOT_CAPTURED`](tiketi_engine::NOT_CAPTURED)), whatever became of its reservation
+    /// since, and whose capture was never found owed back (owed, refunded or settled by hand:
+    /// looking again would find it and owe it twice): a capture may still land for one of
+    /// them, and the actor looks for the recent ones.
     pub uncaptured: Vec<Payment>,
 }
 

@@ -481,6 +481,9 @@ async fn captures_owed_back_reload_until_refunded(store: Arc<dyn Store>) {
     batch.push(entry(record.id, engine.settle_owed("key-d", by, later).unwrap().1));
     store.append(&batch).await.unwrap();
     assert_eq!(reloaded(store.clone()).await, vec![]);
+    // Every decline here was found captured: none is to watch for a capture again, not even
+    // the one settled by hand (the provider still shows it captured).
+    assert_eq!(store.load_event(record.id).await.unwrap().unwrap().uncaptured, vec![]);
     // Nothing owed: the event is still named while its declines are recent enough to
     // watch for another late capture, and not once they are older than that.
     assert_eq!(store.unsettled_payment_events(now).await.unwrap(), vec![record.id], "declined since `now`");

@@ -167,14 +167,15 @@ impl EventState {
                 let seq = changes.seq;
                 self.push(self.entry(changes));
                 self.refund_owed(myself, payment_key);
+                // Held and not past its expiry (the sweep may not have ended it yet).
                 let held = tiketi_engine::order_reservation(&order_id)
                     .and_then(|r| self.engine.reservation(r))
-                    .is_some_and(|r| r.status == ReservationStatus::Held);
+                    .is_some_and(|r| r.status == ReservationStatus::Held && r.expires_at > now);
                 let answer = if held {
                     ActorError::PaymentDeclined(PaymentFailure {
                         code: CAPTURED_TOO_LATE.into(),
-                        message: "the payment was captured after this order had been declined: the capture is \
-                                  refunded. The reservation is still held; prepare a new payment to pay for it"
+                        message: "the payment was captured after this order had been declined: the capture \
+                                  will be refunded. The reservation is still held; prepare a new payment to pay for it"
                             .into(),
                     })
                 } else {
@@ -284,16 +285,25 @@ impl EventState {
     /// Asks the provider to refund an owed capture, unless it is being asked already.
     pub(super) fn refund_owed(&mut self, myself: &ActorRef<Envelope>, payment_key: String) {
         let Some(owed) = self.engine.owed_refunds().find(|o| o.payment_key == payment_key) else { return };
-        if self.refunds_in_flight.insert(payment_key) {
-            tokio::spawn(refund_owed(self.handle(myself), owed.clone()));
+        if self.refunds_in_flight.insert(payment_key.clone()) {
+            let (handle, owed, actor) = (self.handle(myself), owed.clone(), myself.clone());
+            tokio::spawn(async move {
+                // The request reports its own outcome; one that panicked still frees the
+                // capture for the next request (and for a settlement by hand).
+                if tokio::spawn(refund_owed(handle, owed)).await.is_err() {
+                    let msg = EventMsg::OwedRefundFailed { payment_key, retry_after: RECONCILE_RETRY };
+                    let _ = actor.cast(Envelope::internal(msg));
+                }
+            });
         }
     }
 
     /// Records that the provider refunded an owed capture. Money moved: never refused.
     pub(super) fn owed_refunded(&mut self, payment_key: &str, at: tiketi_engine::Timestamp) {
         self.refunds_in_flight.remove(payment_key);
-        if let Some(changes) = self.engine.refund_paid(payment_key, at, self.clock.now()) {
-            self.push(self.entry(changes));
+        match self.engine.refund_paid(payment_key, at, self.clock.now()) {
+            Some(changes) => self.push(self.entry(changes)),
+            None => tracing::error!(%payment_key, "the provider refunded a capture no longer owed (settled by hand?)"),
         }
     }
 

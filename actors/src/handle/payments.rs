@@ -119,8 +119,22 @@ impl EventHandle {
         self.call(EventMsg::OwedRefunds, self.config.call_timeout).await
     }
 
-    /// Settles an owed capture by hand; the debt as it was, once durable.
+    /// Settles an owed capture by hand; the debt as it was, once durable. The provider is
+    /// asked first: a refund it has made after all (a request whose answer was lost) is
+    /// recorded as its refund, and the debt is then not owed (`PaymentNotFound`).
     pub async fn settle_owed(&self, cmd: SettleOwedCmd) -> Result<OwedRefund, ActorError> {
+        let owed = self.owed_refunds().await?.into_iter().find(|o| o.payment_key == cmd.payment_key);
+        let owed = owed.ok_or(tiketi_engine::EngineError::PaymentNotFound)?;
+        match self.config.provider.0.payment_for_order(&owed.order_id).await {
+            Ok(Some(p)) if p.payment_key == owed.payment_key && p.status == ProviderStatus::Canceled => {
+                tracing::warn!(order_id = %owed.order_id, "not settled by hand: the provider has refunded it");
+                let msg = EventMsg::OwedRefunded { payment_key: owed.payment_key, at: now() };
+                let _ = self.actor.cast(crate::event_actor::Envelope::internal(msg));
+                return Err(tiketi_engine::EngineError::PaymentNotFound.into());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(ActorError::Unavailable(format!("cannot ask the provider whether it refunded: {e}"))),
+        }
         self.call(|r| EventMsg::SettleOwed(cmd, r), self.config.durable_timeout).await?
     }
 

@@ -85,7 +85,8 @@ pub struct SettledDto {
 /// actor, starting it if needed).
 #[utoipa::path(get, path = "/admin/events/{eventId}/owed-refunds", tag = "admin", security(("bearer" = [])),
     params(("eventId" = Uuid, Path)),
-    responses((status = 200, body = OwedRefundList), (status = 404, description = "no such event")))]
+    responses((status = 200, body = OwedRefundList), (status = 401, description = "not signed in"),
+        (status = 403, description = "not an admin"), (status = 404, description = "no such event")))]
 async fn list(
     State(state): State<AppState>,
     _admin: AdminUser,
@@ -98,16 +99,21 @@ async fn list(
 
 /// Settle a capture owed back by hand, after refunding the buyer by other means: it is no
 /// longer owed and the provider is no longer asked to refund it. Recorded with the admin and
-/// the reason; answered once durable.
+/// the reason; answered once durable. Settle only a capture the provider has refused to
+/// refund: one whose last request had an unknown outcome may still be refunded by it.
 #[utoipa::path(post, path = "/admin/events/{eventId}/owed-refunds/{paymentKey}/settle", tag = "admin",
     security(("bearer" = [])),
     params(("eventId" = Uuid, Path), ("paymentKey" = String, Path)),
     request_body = SettleRequest,
-    responses((status = 200, body = SettledDto),
-        (status = 404, description = "no such event, or the event owes no such capture (refunded already?)"),
+    responses((status = 200, body = SettledDto), (status = 401, description = "not signed in"),
+        (status = 403, description = "not an admin"),
+        (status = 404, description = "no such event, or the event owes no such capture: refunded (the provider \
+            is asked first, and a refund it made is recorded as its) or settled already"),
         (status = 409, description = "payment_in_progress: the provider is being asked to refund it right now; \
             look again in a few seconds"),
-        (status = 422, description = "reason missing or too long")))]
+        (status = 422, description = "reason missing or too long"),
+        (status = 503, description = "the provider could not be asked whether it refunded (nothing was settled), \
+            or the settlement is waiting for its commit (list the debts to see)")))]
 async fn settle(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,

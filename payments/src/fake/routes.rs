@@ -90,6 +90,8 @@ async fn cancel(
         Some(Err(_)) => return Err(Reply::invalid_request("Idempotency-Key is not text")),
         None => None,
     };
+    let mut held = shared.cancels_held.subscribe();
+    let _ = held.wait_for(|held| !*held).await;
     Ok(shared.ledger().cancel(&payment_key, &body.cancel_reason, idempotency_key))
 }
 

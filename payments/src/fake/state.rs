@@ -265,6 +265,8 @@ pub(super) struct Shared {
     pub(super) shutdown: watch::Sender<bool>,
     /// While set, confirms received wait before capturing until it is cleared.
     pub(super) captures_held: watch::Sender<bool>,
+    /// While set, cancels received wait until it is cleared.
+    pub(super) cancels_held: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -275,6 +277,7 @@ impl Shared {
             captured: watch::Sender::new(0),
             shutdown: watch::Sender::new(false),
             captures_held: watch::Sender::new(false),
+            cancels_held: watch::Sender::new(false),
         }
     }
 
