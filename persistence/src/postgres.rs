@@ -393,26 +393,13 @@ impl Store for PgStore {
             .iter()
             .map(|r| SeatIndex(r.get::<_, i32>(0) as u32))
             .collect();
-        let live = tx
-            .query(
-                &format!(
-                    "{} WHERE r.event_id = $1 AND r.status IN ('held', 'confirmed') GROUP BY r.id",
-                    rows::RESERVATION_SELECT
-                ),
-                &[&id.uuid()],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(reservation_from_row)
-            .collect::<Result<_, _>>()?;
-        let idempotency = tx
-            .query(&format!("{} WHERE event_id = $1", rows::IDEMPOTENCY_SELECT), &[&id.uuid()])
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(idempotency_from_row)
-            .collect::<Result<_, _>>()?;
+        let live_sql = format!(
+            "{} WHERE r.event_id = $1 AND r.status IN ('held', 'confirmed') GROUP BY r.id",
+            rows::RESERVATION_SELECT
+        );
+        let live = read_rows(&tx, &live_sql, &[&id.uuid()], reservation_from_row).await?;
+        let idempotency_sql = format!("{} WHERE event_id = $1", rows::IDEMPOTENCY_SELECT);
+        let idempotency = read_rows(&tx, &idempotency_sql, &[&id.uuid()], idempotency_from_row).await?;
         let queue = tx
             .query(
                 "SELECT user_id, ticket, joined_at, admitted_until FROM queue_members WHERE event_id = $1",
@@ -430,22 +417,14 @@ impl Store for PgStore {
             .collect();
         let queue_opened = row.get("queue_opened");
         // The latest attempt of each live reservation.
-        let payments = tx
-            .query(
-                &format!(
-                    "{} WHERE order_id IN (SELECT DISTINCT ON (p.reservation_id) p.order_id FROM payments p
-                         JOIN reservations r ON r.id = p.reservation_id
-                         WHERE p.event_id = $1 AND r.status IN ('held', 'confirmed')
-                         ORDER BY p.reservation_id, p.attempt DESC)",
-                    rows::PAYMENT_SELECT
-                ),
-                &[&id.uuid()],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(payment_from_row)
-            .collect::<Result<_, _>>()?;
+        let payments_sql = format!(
+            "{} WHERE order_id IN (SELECT DISTINCT ON (p.reservation_id) p.order_id FROM payments p
+                 JOIN reservations r ON r.id = p.reservation_id
+                 WHERE p.event_id = $1 AND r.status IN ('held', 'confirmed')
+                 ORDER BY p.reservation_id, p.attempt DESC)",
+            rows::PAYMENT_SELECT
+        );
+        let payments = read_rows(&tx, &payments_sql, &[&id.uuid()], payment_from_row).await?;
         let owed_refunds = tx
             .query(
                 "SELECT order_id, payment_key, captured_at, since FROM owed_refunds
@@ -462,22 +441,14 @@ impl Store for PgStore {
                 since: ts(r.get("since")),
             })
             .collect();
-        let uncaptured = tx
-            .query(
-                // The code written out, so the plan always uses the partial index.
-                &format!(
-                    "{} WHERE event_id = $1 AND failure_code = 'NOT_CAPTURED'
-                       AND NOT EXISTS (SELECT 1 FROM owed_refunds o WHERE o.payment_key = payments.payment_key)
-                     ORDER BY updated_at",
-                    rows::PAYMENT_SELECT
-                ),
-                &[&id.uuid()],
-            )
-            .await
-            .map_err(db_err)?
-            .iter()
-            .map(payment_from_row)
-            .collect::<Result<_, _>>()?;
+        // The code written out, so the plan always uses the partial index.
+        let uncaptured_sql = format!(
+            "{} WHERE event_id = $1 AND failure_code = 'NOT_CAPTURED'
+               AND NOT EXISTS (SELECT 1 FROM owed_refunds o WHERE o.payment_key = payments.payment_key)
+             ORDER BY updated_at",
+            rows::PAYMENT_SELECT
+        );
+        let uncaptured = read_rows(&tx, &uncaptured_sql, &[&id.uuid()], payment_from_row).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(EventSnapshot {
             event,
@@ -637,4 +608,14 @@ impl Store for PgStore {
     ) -> Result<Vec<crate::DayReport>, StoreError> {
         self.report_daily(event, days).await
     }
+}
+
+/// Every row `sql` returns in `tx`, each read by `read`.
+async fn read_rows<T>(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    read: impl Fn(&tokio_postgres::Row) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    tx.query(sql, params).await.map_err(db_err)?.iter().map(read).collect()
 }

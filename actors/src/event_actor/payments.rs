@@ -319,8 +319,8 @@ impl EventState {
     }
 
     /// An admin settles an owed capture by hand (refunded by other means): no longer owed,
-    /// and no longer asked for. Refused while the provider is being asked to refund it, so
-    /// it is never both refunded by the provider and settled by hand. Answered once durable.
+    /// and no longer asked for. Refused while a refund request is in flight, which could
+    /// refund what is being settled. Answered once durable.
     pub(super) fn settle_owed(&mut self, cmd: SettleOwedCmd, reply: Reply<OwedRefund>) {
         if self.refunds_in_flight.contains(&cmd.payment_key) {
             let _ = reply.send(Err(EngineError::PaymentInProgress.into()));
