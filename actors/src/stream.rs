@@ -79,6 +79,22 @@ pub struct Frame {
     pub messages: Vec<Bytes>,
     /// Per-buyer notices.
     pub notices: Vec<Notice>,
+    /// The messages as a transport writes them, encoded once and shared.
+    encoded: OnceLock<Bytes>,
+}
+
+impl Frame {
+    /// A frame of `messages` (in order) and `notices` at `seq`.
+    pub fn new(seq: u64, messages: Vec<Bytes>, notices: Vec<Notice>) -> Self {
+        Self { seq, messages, notices, encoded: OnceLock::new() }
+    }
+
+    /// The messages as the transport writes them (WebSocket frames, say): encoded by the
+    /// first subscriber that asks, with `encode`, and shared with every other. Every caller
+    /// must pass the same encoding.
+    pub fn encoded(&self, encode: impl FnOnce(&[Bytes]) -> Bytes) -> &Bytes {
+        self.encoded.get_or_init(|| encode(&self.messages))
+    }
 }
 
 /// The whole seat map at one seq, as the first message of a subscription. The actor only
@@ -318,8 +334,7 @@ impl LiveStream {
         if let Some(status) = self.pending_status {
             messages.push(to_bytes(&WireStatus { kind: "event_status", seq: self.last_seq, status: status.as_str() }));
         }
-        let frame =
-            Arc::new(Frame { seq: self.last_seq, messages, notices: std::mem::take(&mut self.pending_notices) });
+        let frame = Arc::new(Frame::new(self.last_seq, messages, std::mem::take(&mut self.pending_notices)));
         self.clear_pending();
         let prev_seq = std::mem::replace(&mut self.framed, frame.seq);
         if let Some(sink) = &self.sink {

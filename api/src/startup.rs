@@ -48,6 +48,7 @@ impl StreamThreads {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("tiketi-stream")
+            .on_thread_start(crate::state::mark_stream_thread)
             .enable_all()
             .build()
             .context("starting the live stream's threads")?;
@@ -390,6 +391,8 @@ mod tests {
         let handle = threads.handle().unwrap();
         let name = handle.spawn(async { std::thread::current().name().map(str::to_owned) }).await.unwrap();
         assert_eq!(name.as_deref(), Some("tiketi-stream"));
+        assert!(handle.spawn(async { crate::state::on_stream_thread() }).await.unwrap(), "its threads know it");
+        assert!(!crate::state::on_stream_thread(), "the request runtime's do not");
         // Dropping a runtime here would panic if it waited for its threads.
         drop(threads);
         assert!(handle.spawn(async {}).await.is_err(), "nothing runs on stopped threads");

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 use crate::user_check::UserCheck;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -17,9 +18,22 @@ use tiketi_persistence::Store;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, watch};
 
-tokio::task_local! {
-    /// Set in the tasks [`AppState::spawn_stream`] puts on the stream's own runtime.
-    static ON_STREAM_RUNTIME: ();
+thread_local! {
+    /// Whether this thread is one of the stream's own runtime ([`mark_stream_thread`]). A
+    /// thread-local rather than a task-local: a task-local is swapped in and out on every
+    /// poll of every connection.
+    static ON_STREAM_THREAD: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the calling thread as one of the live stream's runtime: that runtime's
+/// `on_thread_start`.
+pub(crate) fn mark_stream_thread() {
+    ON_STREAM_THREAD.set(true);
+}
+
+/// Whether the caller runs on the live stream's own runtime.
+pub(crate) fn on_stream_thread() -> bool {
+    ON_STREAM_THREAD.get()
 }
 
 /// Runs `work` as a task on `runtime` and waits for it; dropping the wait aborts the task.
@@ -221,7 +235,7 @@ impl AppState {
     /// requests and the event actors.
     pub fn spawn_stream(&self, connection: impl Future<Output = ()> + Send + 'static) {
         match &self.inner.streams {
-            Some(streams) => drop(streams.spawn(ON_STREAM_RUNTIME.scope((), connection))),
+            Some(streams) => drop(streams.spawn(connection)),
             None => drop(tokio::spawn(connection)),
         }
     }
@@ -235,7 +249,7 @@ impl AppState {
         &self,
         work: impl Future<Output = Result<T, ApiError>> + Send + 'static,
     ) -> Result<T, ApiError> {
-        if ON_STREAM_RUNTIME.try_with(|_| ()).is_err() {
+        if !on_stream_thread() {
             return work.await;
         }
         match run_on(&self.inner.requests, work).await {

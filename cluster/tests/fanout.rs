@@ -51,11 +51,11 @@ impl Node {
 }
 
 fn frame(seq: u64) -> Arc<Frame> {
-    Arc::new(Frame {
+    Arc::new(Frame::new(
         seq,
-        messages: vec![Bytes::from(format!(r#"{{"type":"seats","seq":{seq},"changes":[]}}"#))],
-        notices: vec![Notice::ReservationExpired { user: UserId(Uuid::nil()), reservation: Uuid::from_u128(7).into() }],
-    })
+        vec![Bytes::from(format!(r#"{{"type":"seats","seq":{seq},"changes":[]}}"#))],
+        vec![Notice::ReservationExpired { user: UserId(Uuid::nil()), reservation: Uuid::from_u128(7).into() }],
+    ))
 }
 
 async fn next(feed: &mut tiketi_cluster::fanout::Feed) -> Result<Arc<Frame>, RecvError> {

@@ -16,6 +16,7 @@
 //! ([`source`]): an event of another node is followed through Redis, with the owner's seqs,
 //! and the connection follows the event wherever it moves.
 
+mod outbox;
 mod source;
 mod upgrade;
 
@@ -27,8 +28,8 @@ use crate::metrics::DropLabels;
 use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use outbox::Outbox;
 use serde::Deserialize;
 use serde_json::json;
 use source::{Frames, Source, Subscribed};
@@ -128,9 +129,8 @@ pub async fn subscribe(
         .max_message_size(Some(limits.max_message_bytes))
         .max_frame_size(Some(limits.max_message_bytes))
         .read_buffer_size(limits.max_message_bytes.max(4096))
-        // Queued messages are written once they pass a fragment's size, so the write buffer
-        // (which keeps its largest size) stays about that small.
-        .write_buffer_size(upgrade::FRAGMENT);
+        // tungstenite writes only its answers to the client (pong, close): at once.
+        .write_buffer_size(0);
     let spawner = state.clone();
     let (response, connection) = upgrade.on_upgrade(config, move |socket| async move {
         let _slot = slot;
@@ -156,6 +156,11 @@ struct Connection {
     /// Where the event lives, as of the last (re)subscription.
     source: Source,
     socket: Socket,
+    /// The messages this connection writes itself, as WebSocket frames.
+    outbox: Outbox,
+    /// Whether tungstenite may hold an answer to the client (a pong, a close) to write
+    /// before the outbox.
+    answering: bool,
     user: Option<UserId>,
     /// The seq of the last frame sent.
     seq: u64,
@@ -174,6 +179,8 @@ impl Connection {
             event,
             source,
             socket,
+            outbox: Outbox::default(),
+            answering: false,
             user,
             seq: 0,
             stream: Uuid::nil(),
@@ -237,24 +244,28 @@ impl Connection {
                         };
                     }
                 }
-                message = self.socket.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Some(resume) = self.client_message(&text).await? {
-                            frames = self.start(Some(resume)).await?;
+                message = self.socket.next() => {
+                    // tungstenite answers a ping (or a close) as it reads: a pong to write.
+                    self.answering = true;
+                    match message {
+                        Some(Ok(Message::Text(text))) => {
+                            if let Some(resume) = self.client_message(&text).await? {
+                                frames = self.start(Some(resume)).await?;
+                            }
                         }
+                        Some(Ok(Message::Close(_))) => {
+                            // tungstenite queued the closing handshake's reply: send it.
+                            let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
+                            return Ok(());
+                        }
+                        None | Some(Err(_)) => return Ok(()),
+                        // Pings are answered by the protocol layer; binary is not part of it.
+                        Some(Ok(_)) => {}
                     }
-                    Some(Ok(Message::Close(_))) => {
-                        // tungstenite queued the closing handshake's reply: send it.
-                        let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
-                        return Ok(());
-                    }
-                    None | Some(Err(_)) => return Ok(()),
-                    // Pings are answered by the protocol layer; binary is not part of it.
-                    Some(Ok(_)) => {}
-                },
+                }
                 _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
             }
-            self.flush().await?;
+            self.write_out().await?;
         }
     }
 
@@ -303,7 +314,7 @@ impl Connection {
         match start {
             StartPoint::Snapshot(message) => {
                 self.seq = seq;
-                self.send_bytes(message).await?;
+                self.send_text(&message).await?;
             }
             StartPoint::Replay(missed) => {
                 for frame in &missed {
@@ -313,7 +324,7 @@ impl Connection {
                 self.seq = self.seq.max(seq);
             }
         }
-        self.flush().await?;
+        self.write_out().await?;
         Ok(frames)
     }
 
@@ -335,11 +346,16 @@ impl Connection {
         self.deliver(frame).await
     }
 
-    /// Sends a frame's shared messages, then the notices meant for this buyer.
+    /// Sends a frame's shared messages (encoded once, by the first connection to send the
+    /// frame), then the notices meant for this buyer.
     async fn deliver(&mut self, frame: &Frame) -> Result<(), DropReason> {
         self.seq = frame.seq;
-        for message in &frame.messages {
-            self.send_bytes(message.clone()).await?;
+        if !frame.messages.is_empty() {
+            self.outbox.push_encoded(frame.encoded(outbox::encode_all));
+            self.state.metrics().ws.messages.inc_by(frame.messages.len() as u64);
+            if self.outbox.is_full() {
+                self.write_out().await?;
+            }
         }
         let Some(user) = self.user else { return Ok(()) };
         for notice in frame.notices.iter().filter(|n| n.user() == user) {
@@ -358,22 +374,44 @@ impl Connection {
     }
 
     async fn send_json(&mut self, message: &serde_json::Value) -> Result<(), DropReason> {
-        self.send_bytes(Bytes::from(message.to_string())).await
+        self.send_text(message.to_string().as_bytes()).await
     }
 
-    /// Queues a message; [`Connection::flush`] writes what is queued.
-    async fn send_bytes(&mut self, bytes: Bytes) -> Result<(), DropReason> {
-        // A short message is only queued (written when the buffer is full); a long one is
-        // written as it is cut into frames. Either write is bounded.
-        let fed = tokio::time::timeout(self.send_timeout, upgrade::feed_text(&mut self.socket, bytes)).await;
-        sent(fed)?;
+    /// Gathers a text message into the outbox, which [`Connection::write_out`] writes. A long
+    /// one is written as it is cut into fragments, so the outbox stays about a fragment's size.
+    async fn send_text(&mut self, text: &[u8]) -> Result<(), DropReason> {
+        for (first, payload) in outbox::fragments(text) {
+            self.outbox.push_fragment(first, payload);
+            if self.outbox.is_full() {
+                self.write_out().await?;
+            }
+        }
         self.state.metrics().ws.messages.inc();
         Ok(())
     }
 
-    /// Writes everything queued.
-    async fn flush(&mut self) -> Result<(), DropReason> {
-        sent(tokio::time::timeout(self.send_timeout, self.socket.flush()).await)
+    /// Writes tungstenite's answers to the client, then the outbox, within the send timeout.
+    async fn write_out(&mut self) -> Result<(), DropReason> {
+        if self.answering {
+            sent(tokio::time::timeout(self.send_timeout, self.socket.flush()).await)?;
+            self.answering = false;
+        }
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        // Most writes are taken at once, with no timer to set and cancel (ten thousand
+        // subscribers make that a cost); only one that has to wait is timed. What the first
+        // try wrote stays written.
+        let io = self.socket.get_mut();
+        let outcome = match self.outbox.write_to(io).now_or_never() {
+            Some(written) => Ok(written),
+            None => tokio::time::timeout(self.send_timeout, self.outbox.write_to(self.socket.get_mut())).await,
+        };
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(None),
+            Err(_) => Err(Some("send_timeout")),
+        }
     }
 
     /// Handles a client message: a resume to serve, an auth to apply, or an error to report.
@@ -441,8 +479,13 @@ impl Connection {
         Some(json!({ "type": "admitted", "admissionToken": token, "admittedUntilMs": until.millis() }))
     }
 
-    /// Closes the connection with a reason, waiting at most the send timeout.
+    /// Closes the connection with a reason, waiting at most the send timeout. What the
+    /// outbox holds goes first, so the close does not land inside a frame; a connection that
+    /// cannot take it gets no close frame.
     async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        if self.write_out().await.is_err() {
+            return;
+        }
         let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
         let _ = tokio::time::timeout(self.send_timeout, self.socket.send(Message::Close(Some(frame)))).await;
     }

@@ -473,7 +473,7 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64) -> Arc<Frame> {
-        Arc::new(Frame { seq, messages: Vec::new(), notices: Vec::new() })
+        Arc::new(Frame::new(seq, Vec::new(), Vec::new()))
     }
 
     #[test]

@@ -206,7 +206,7 @@ impl FrameHeader {
     /// The frame, its messages taken from the front of `body`.
     fn read(self, body: &mut Bytes, what: &'static str) -> Result<Frame, FanoutError> {
         let messages = self.sizes.into_iter().map(|size| take(body, size, what)).collect::<Result<_, _>>()?;
-        Ok(Frame { seq: self.seq, messages, notices: self.notices.into_iter().map(Notice::from).collect() })
+        Ok(Frame::new(self.seq, messages, self.notices.into_iter().map(Notice::from).collect()))
     }
 }
 
@@ -280,14 +280,14 @@ mod tests {
     use super::*;
 
     fn frame(seq: u64) -> Arc<Frame> {
-        Arc::new(Frame {
+        Arc::new(Frame::new(
             seq,
-            messages: vec![
+            vec![
                 Bytes::from(format!(r#"{{"type":"seats","seq":{seq},"changes":[{{"id":"A-1-1","status":"held"}}]}}"#)),
                 Bytes::from_static(b"{\"type\":\"event_status\",\"note\":\"line\\nbreak\"}"),
             ],
-            notices: vec![Notice::Admitted { user: UserId(Uuid::new_v4()), until: Timestamp(42) }],
-        })
+            vec![Notice::Admitted { user: UserId(Uuid::new_v4()), until: Timestamp(42) }],
+        ))
     }
 
     #[test]

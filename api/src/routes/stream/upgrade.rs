@@ -1,11 +1,9 @@
 //! The WebSocket opening handshake (RFC 6455 §4.2), done here rather than by axum's
-//! `WebSocketUpgrade` so that a connection can send one message as several frames.
-//!
-//! tungstenite formats each frame whole into the connection's write buffer, and the buffer
-//! keeps its largest size for the life of the connection. axum's socket sends only whole
-//! messages, so the snapshot (~150 KB for a 2,000-seat event, megabytes for a stadium) left
-//! that much memory behind on every subscriber: 2 GB resident for 10,000 of them. Sent as
-//! fragments of [`FRAGMENT`] bytes, it leaves at most one fragment's worth.
+//! `WebSocketUpgrade` so that a connection can write its own frames (`outbox.rs`): axum's
+//! socket sends only whole messages, each formatted by tungstenite into a write buffer of the
+//! connection's own. Frames the stream encodes once are then copied, not formatted, for each
+//! subscriber, and a snapshot (~150 KB for a 2,000-seat event, megabytes for a stadium) goes
+//! out in fragments, so it does not leave its size behind in every subscriber's buffer.
 
 use crate::error::ApiError;
 use axum::body::Body;
@@ -13,24 +11,15 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use futures_util::SinkExt;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use std::future::Future;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
 
 /// The server side of an upgraded connection.
 pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
-
-/// Largest frame a long text message is cut into.
-pub(super) const FRAGMENT: usize = 16 * 1024;
 
 /// A valid upgrade request: answer it with [`WsUpgrade::on_upgrade`].
 pub struct WsUpgrade {
@@ -106,33 +95,6 @@ impl WsUpgrade {
     }
 }
 
-/// Queues a text message on `socket`, cut into frames of at most [`FRAGMENT`] bytes (at
-/// character boundaries), each written out before the next is formatted (a short one is
-/// only queued, as `feed` does). The client reassembles them into one message.
-pub(super) async fn feed_text<S>(socket: &mut WebSocketStream<S>, text: Bytes) -> Result<(), Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let text = Utf8Bytes::try_from(text).map_err(|e| Error::Utf8(e.to_string()))?;
-    if text.len() <= FRAGMENT {
-        return socket.feed(Message::Text(text)).await;
-    }
-    let mut rest = Bytes::from(text);
-    let mut opcode = OpCode::Data(Data::Text);
-    while !rest.is_empty() {
-        // A fragment may split a character (RFC 6455 §5.6), but strict clients reject it.
-        let mut cut = rest.len().min(FRAGMENT);
-        while cut < rest.len() && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
-            cut -= 1;
-        }
-        let part = rest.split_to(cut);
-        let last = rest.is_empty();
-        socket.send(Message::Frame(Frame::message(part, opcode, last))).await?;
-        opcode = OpCode::Data(Data::Continue);
-    }
-    Ok(())
-}
-
 /// Whether `name` lists `token` (comma-separated, any case).
 fn has_token(headers: &HeaderMap, name: HeaderName, token: &str) -> bool {
     headers
@@ -154,107 +116,4 @@ fn upgrade_required(message: &str) -> Response {
     *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
     response.headers_mut().insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{FRAGMENT, feed_text};
-    use bytes::Bytes;
-    use futures_util::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, DuplexStream};
-    use tokio_tungstenite::WebSocketStream;
-    use tokio_tungstenite::tungstenite::Message;
-    use tokio_tungstenite::tungstenite::protocol::Role;
-
-    /// A server socket writing into one end of an in-memory pipe; the other end is returned.
-    async fn server() -> (WebSocketStream<DuplexStream>, DuplexStream) {
-        let (ours, theirs) = tokio::io::duplex(1 << 20);
-        (WebSocketStream::from_raw_socket(ours, Role::Server, None).await, theirs)
-    }
-
-    fn text(len: usize) -> Bytes {
-        Bytes::from((0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect::<String>())
-    }
-
-    /// Reads `n` unmasked frames off the wire: (fin, opcode, payload) each.
-    async fn frames(wire: &mut DuplexStream, n: usize) -> Vec<(bool, u8, Vec<u8>)> {
-        let mut frames = Vec::new();
-        for _ in 0..n {
-            let (b0, b1) = (wire.read_u8().await.unwrap(), wire.read_u8().await.unwrap());
-            assert_eq!(b1 & 0x80, 0, "a server's frames are not masked");
-            let len = match b1 & 0x7f {
-                126 => usize::from(wire.read_u16().await.unwrap()),
-                127 => wire.read_u64().await.unwrap() as usize,
-                len => usize::from(len),
-            };
-            let mut payload = vec![0; len];
-            wire.read_exact(&mut payload).await.unwrap();
-            frames.push((b0 & 0x80 != 0, b0 & 0x0f, payload));
-        }
-        frames
-    }
-
-    #[tokio::test]
-    async fn a_long_message_goes_out_in_fragments_of_at_most_the_bound() {
-        let (mut socket, mut wire) = server().await;
-        let message = text(2 * FRAGMENT + 100);
-        feed_text(&mut socket, message.clone()).await.unwrap();
-        socket.flush().await.unwrap();
-        let frames = frames(&mut wire, 3).await;
-        let shape: Vec<(bool, u8, usize)> = frames.iter().map(|(fin, op, p)| (*fin, *op, p.len())).collect();
-        // Text (0x1), then continuations (0x0); only the last is final.
-        assert_eq!(shape, [(false, 1, FRAGMENT), (false, 0, FRAGMENT), (true, 0, 100)]);
-        assert_eq!(frames.into_iter().flat_map(|(_, _, payload)| payload).collect::<Vec<u8>>(), message);
-    }
-
-    #[tokio::test]
-    async fn each_fragment_is_written_before_the_next_is_formatted() {
-        // Room for one fragment on the wire and nobody reading: a socket that formatted the
-        // whole message into its buffer (and kept that buffer) would return at once.
-        let (ours, _theirs) = tokio::io::duplex(FRAGMENT + 64);
-        let mut socket = WebSocketStream::from_raw_socket(ours, Role::Server, None).await;
-        let sending = feed_text(&mut socket, text(5 * FRAGMENT));
-        let stalled = tokio::time::timeout(std::time::Duration::from_millis(50), sending).await;
-        assert!(stalled.is_err(), "the second fragment waits for the first to be read");
-    }
-
-    #[tokio::test]
-    async fn a_character_is_never_split_between_fragments() {
-        let (mut socket, mut wire) = server().await;
-        let message = format!("{}é{}", "a".repeat(FRAGMENT - 1), "b".repeat(10));
-        feed_text(&mut socket, Bytes::from(message.clone())).await.unwrap();
-        let frames = frames(&mut wire, 2).await;
-        assert_eq!(frames[0].2.len(), FRAGMENT - 1, "the cut moves back to the character's start");
-        for (_, _, payload) in &frames {
-            assert!(std::str::from_utf8(payload).is_ok(), "each fragment is UTF-8 on its own");
-        }
-        let whole: Vec<u8> = frames.into_iter().flat_map(|(_, _, payload)| payload).collect();
-        assert_eq!(whole, message.as_bytes());
-    }
-
-    #[tokio::test]
-    async fn a_short_message_is_one_frame_and_waits_for_the_flush() {
-        let (mut socket, mut wire) = server().await;
-        feed_text(&mut socket, text(FRAGMENT)).await.unwrap();
-        let mut byte = [0u8];
-        let early = tokio::time::timeout(std::time::Duration::from_millis(50), wire.read(&mut byte)).await;
-        assert!(early.is_err(), "nothing is written before the flush");
-        socket.flush().await.unwrap();
-        let frames = frames(&mut wire, 1).await;
-        assert_eq!((frames[0].0, frames[0].1, frames[0].2.len()), (true, 1, FRAGMENT));
-    }
-
-    #[tokio::test]
-    async fn a_client_reads_the_fragments_as_one_message() {
-        let (mut socket, wire) = server().await;
-        let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
-        let message = text(5 * FRAGMENT + 7);
-        feed_text(&mut socket, message.clone()).await.unwrap();
-        feed_text(&mut socket, Bytes::from_static(b"{\"next\":1}")).await.unwrap();
-        socket.flush().await.unwrap();
-        let Some(Ok(Message::Text(first))) = client.next().await else { panic!("a text message") };
-        assert_eq!(first.as_bytes(), &message[..]);
-        let Some(Ok(Message::Text(second))) = client.next().await else { panic!("a text message") };
-        assert_eq!(second.as_str(), "{\"next\":1}");
-    }
 }

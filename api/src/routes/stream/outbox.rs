@@ -1,0 +1,260 @@
+//! What a live-stream connection writes itself, past tungstenite: its text messages as
+//! WebSocket frames (RFC 6455 §5.2), gathered and written with one system call a visit.
+//!
+//! A frame of the event's stream is the same for every subscriber, so its messages are
+//! encoded once ([`encode_all`], kept on the frame) and each connection only copies the
+//! encoded bytes, or for a long frame points at them. tungstenite still reads the client's
+//! messages and writes the control frames it answers with (pong, close); the connection
+//! writes those before its own bytes and finishes its own bytes before a close, so frames
+//! never interleave on the wire.
+
+use bytes::{Buf, Bytes};
+use std::io;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// Largest frame a long text message is cut into, and about the most a connection gathers
+/// before writing: its buffer keeps its largest size, so it stays about this small.
+pub(super) const FRAGMENT: usize = 16 * 1024;
+
+const FIN: u8 = 0x80;
+const TEXT: u8 = 0x1;
+const CONTINUATION: u8 = 0x0;
+
+/// `text` as one WebSocket text message, in fragments of at most [`FRAGMENT`] bytes cut at
+/// character boundaries (one frame when it fits): `(first byte of the header, payload)` each.
+pub(super) fn fragments(text: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut rest = text;
+    let mut opcode = TEXT;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        // A fragment may split a character (RFC 6455 §5.6), but strict clients reject it.
+        let mut cut = rest.len().min(FRAGMENT);
+        while cut < rest.len() && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
+            cut -= 1;
+        }
+        let (part, tail) = rest.split_at(cut);
+        rest = tail;
+        done = rest.is_empty();
+        let first = opcode | if done { FIN } else { 0 };
+        opcode = CONTINUATION;
+        Some((first, part))
+    })
+}
+
+/// Appends one frame: the header of a server's (unmasked) frame, then the payload.
+fn push_frame(out: &mut Vec<u8>, first: u8, payload: &[u8]) {
+    out.push(first);
+    match payload.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// `messages` (UTF-8 text each) as WebSocket text messages, one after the other.
+pub(super) fn encode_all(messages: &[Bytes]) -> Bytes {
+    let mut out = Vec::with_capacity(messages.iter().map(|m| m.len() + 10).sum());
+    for message in messages {
+        for (first, payload) in fragments(message) {
+            push_frame(&mut out, first, payload);
+        }
+    }
+    Bytes::from(out)
+}
+
+/// The bytes a connection has yet to write: its own, gathered, then at most one long frame
+/// of the stream's, shared with the other connections rather than copied.
+#[derive(Default)]
+pub(super) struct Outbox {
+    buf: Vec<u8>,
+    /// How much of `buf` is written.
+    written: usize,
+    shared: Option<Bytes>,
+}
+
+impl Outbox {
+    /// Bytes not written yet.
+    pub(super) fn len(&self) -> usize {
+        self.buf.len() - self.written + self.shared.as_ref().map_or(0, Bytes::len)
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Gathers one fragment of a text message (see [`fragments`]).
+    pub(super) fn push_fragment(&mut self, first: u8, payload: &[u8]) {
+        debug_assert!(self.shared.is_none(), "a shared frame is written before anything after it is gathered");
+        push_frame(&mut self.buf, first, payload);
+    }
+
+    /// Gathers bytes encoded already (by [`encode_all`]); a long run is pointed at, not
+    /// copied, and must be written before anything else is gathered.
+    pub(super) fn push_encoded(&mut self, encoded: &Bytes) {
+        debug_assert!(self.shared.is_none(), "a shared frame is written before anything after it is gathered");
+        if encoded.len() <= FRAGMENT {
+            self.buf.extend_from_slice(encoded);
+        } else {
+            self.shared = Some(encoded.clone());
+        }
+    }
+
+    /// Whether the connection should write before gathering more.
+    pub(super) fn is_full(&self) -> bool {
+        self.shared.is_some() || self.len() >= FRAGMENT
+    }
+
+    /// Writes everything gathered to `io`. Cancel-safe: what a cancelled call wrote stays
+    /// written, and the next call goes on from there, so a frame is never cut short.
+    pub(super) async fn write_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
+        while self.written < self.buf.len() {
+            let n = io.write(&self.buf[self.written..]).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            self.written += n;
+        }
+        self.buf.clear();
+        self.written = 0;
+        while let Some(shared) = &mut self.shared {
+            let n = io.write(shared).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            shared.advance(n);
+            if shared.is_empty() {
+                self.shared = None;
+            }
+        }
+        io.flush().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{FRAGMENT, Outbox, encode_all, fragments};
+    use bytes::Bytes;
+    use futures_util::StreamExt;
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, DuplexStream};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    fn text(len: usize) -> Bytes {
+        Bytes::from((0..len).map(|i| char::from(b'a' + (i % 26) as u8)).collect::<String>())
+    }
+
+    /// Gathers `message` as fragments.
+    fn push_text(outbox: &mut Outbox, message: &[u8]) {
+        for (first, payload) in fragments(message) {
+            outbox.push_fragment(first, payload);
+        }
+    }
+
+    /// Reads `n` unmasked frames off the wire: (fin, opcode, payload) each.
+    async fn frames(wire: &mut DuplexStream, n: usize) -> Vec<(bool, u8, Vec<u8>)> {
+        let mut frames = Vec::new();
+        for _ in 0..n {
+            let (b0, b1) = (wire.read_u8().await.unwrap(), wire.read_u8().await.unwrap());
+            assert_eq!(b1 & 0x80, 0, "a server's frames are not masked");
+            let len = match b1 & 0x7f {
+                126 => usize::from(wire.read_u16().await.unwrap()),
+                127 => wire.read_u64().await.unwrap() as usize,
+                len => usize::from(len),
+            };
+            let mut payload = vec![0; len];
+            wire.read_exact(&mut payload).await.unwrap();
+            frames.push((b0 & 0x80 != 0, b0 & 0x0f, payload));
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn a_long_message_goes_out_in_fragments_of_at_most_the_bound() {
+        let (mut ours, mut wire) = tokio::io::duplex(1 << 20);
+        let message = text(2 * FRAGMENT + 100);
+        let mut outbox = Outbox::default();
+        push_text(&mut outbox, &message);
+        outbox.write_to(&mut ours).await.unwrap();
+        let frames = frames(&mut wire, 3).await;
+        let shape: Vec<(bool, u8, usize)> = frames.iter().map(|(fin, op, p)| (*fin, *op, p.len())).collect();
+        // Text (0x1), then continuations (0x0); only the last is final.
+        assert_eq!(shape, [(false, 1, FRAGMENT), (false, 0, FRAGMENT), (true, 0, 100)]);
+        assert_eq!(frames.into_iter().flat_map(|(_, _, payload)| payload).collect::<Vec<u8>>(), message);
+    }
+
+    #[test]
+    fn a_character_is_never_split_between_fragments() {
+        let message = format!("{}é{}", "a".repeat(FRAGMENT - 1), "b".repeat(10));
+        let parts: Vec<(u8, &[u8])> = fragments(message.as_bytes()).collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].1.len(), FRAGMENT - 1, "the cut moves back to the character's start");
+        for (_, payload) in &parts {
+            assert!(std::str::from_utf8(payload).is_ok(), "each fragment is UTF-8 on its own");
+        }
+        let whole: Vec<u8> = parts.into_iter().flat_map(|(_, payload)| payload.iter().copied()).collect();
+        assert_eq!(whole, message.as_bytes());
+    }
+
+    #[test]
+    fn an_empty_message_is_one_empty_final_frame() {
+        let parts: Vec<(u8, &[u8])> = fragments(b"").collect();
+        assert_eq!(parts, [(0x81, &b""[..])]);
+    }
+
+    #[tokio::test]
+    async fn a_client_reads_every_length_encoding_as_its_message() {
+        let (mut ours, wire) = tokio::io::duplex(1 << 20);
+        let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
+        // 7-bit, 16-bit and (past 64 KiB, fragmented) lengths; a shared frame among them.
+        let messages = [text(5), text(125), text(126), text(FRAGMENT), text(70_000)];
+        let shared = encode_all(&[text(3 * FRAGMENT), Bytes::from_static(b"{\"after\":1}")]);
+        let mut outbox = Outbox::default();
+        for message in &messages[..3] {
+            push_text(&mut outbox, message);
+        }
+        outbox.write_to(&mut ours).await.unwrap();
+        outbox.push_encoded(&shared);
+        assert!(outbox.is_full(), "a long shared frame is written before anything else is gathered");
+        outbox.write_to(&mut ours).await.unwrap();
+        for message in &messages[3..] {
+            push_text(&mut outbox, message);
+        }
+        outbox.write_to(&mut ours).await.unwrap();
+        let expected = [&messages[..3], &[text(3 * FRAGMENT), Bytes::from_static(b"{\"after\":1}")], &messages[3..]];
+        for message in expected.concat() {
+            let Some(Ok(Message::Text(got))) = client.next().await else { panic!("a text message") };
+            assert_eq!(got.as_bytes(), &message[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_cut_short_goes_on_where_it_stopped() {
+        // Room for part of the message and nobody reading: the first write stalls midway.
+        let (mut ours, wire) = tokio::io::duplex(1000);
+        let message = text(5000);
+        let encoded = encode_all(std::slice::from_ref(&message));
+        let mut outbox = Outbox::default();
+        outbox.push_encoded(&encoded);
+        let stalled = tokio::time::timeout(Duration::from_millis(50), outbox.write_to(&mut ours)).await;
+        assert!(stalled.is_err(), "the write waits for the reader");
+        assert!(outbox.len() < encoded.len() && !outbox.is_empty(), "part is written, the rest is kept");
+        let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
+        let (written, read) = tokio::join!(outbox.write_to(&mut ours), client.next());
+        written.unwrap();
+        let Some(Ok(Message::Text(got))) = read else { panic!("a text message") };
+        assert_eq!(got.as_bytes(), &message[..], "the message arrives whole");
+        assert!(outbox.is_empty());
+    }
+}
