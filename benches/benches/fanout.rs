@@ -40,7 +40,11 @@
 //!
 //! Run with `cargo bench -p tiketi-benches --bench fanout` (it builds the server first, with
 //! `cargo build --release -p tiketi-api`; `ulimit -n` must allow 10,000 sockets), or with
-//! `TIKETI_BENCH_SERVER=path/to/tiketi` to run a binary built before, as it is. Server logs
+//! `TIKETI_BENCH_SERVER=path/to/tiketi` to run a binary built before, as it is.
+//! `TIKETI_BENCH_CLIENT=lean` reads the frames with a client that does the least work per
+//! frame (epoll, frames parsed in place) instead of tokio-tungstenite: client and server
+//! share the cores, so a lighter client leaves more to the server. `--bin fanout_floor`
+//! measures the same traffic from a sender that does nothing but write. Server logs
 //! (level warn) go to `target/tmp/fanout-server-run{N}.log`.
 
 #[path = "common/event.rs"]
@@ -50,12 +54,13 @@ use futures_util::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tiketi_benches::machine::{loadavg, nproc, uname_r};
+use tiketi_benches::machine::{clock_ticks_per_second, cpu_seconds, loadavg, nproc, uname_r};
 use tiketi_benches::report::{Row, ms, percentile, print_table};
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
@@ -86,6 +91,34 @@ const TREND_SPAN: Duration = Duration::from_secs(2);
 fn tick_ms() -> u64 {
     positive_env("TIKETI_BENCH_TICK_MS", 20)
 }
+
+/// The server's `stream.workers`: `TIKETI_BENCH_STREAM_WORKERS`, else its default.
+fn stream_workers() -> String {
+    std::env::var("TIKETI_BENCH_STREAM_WORKERS").unwrap_or_else(|_| "default".into())
+}
+
+/// Who reads the frames: `TIKETI_BENCH_CLIENT`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum ClientKind {
+    /// tokio-tungstenite, one task per subscriber on a tokio runtime (the default): what a
+    /// Rust client would use.
+    Tungstenite,
+    /// `lean`: after the snapshot, two threads read every connection on epoll and parse the
+    /// WebSocket frames in place (`lean_reader`), which leaves more of the shared cores to
+    /// the server.
+    Lean,
+}
+
+fn client_kind() -> ClientKind {
+    match std::env::var("TIKETI_BENCH_CLIENT").as_deref() {
+        Ok("lean") => ClientKind::Lean,
+        Ok("tungstenite") | Err(_) => ClientKind::Tungstenite,
+        Ok(other) => panic!("TIKETI_BENCH_CLIENT={other}: expected tungstenite or lean"),
+    }
+}
+
+/// Threads of the lean client.
+const LEAN_READERS: usize = 2;
 
 /// The positive number in environment variable `name`, else `default`.
 fn positive_env(name: &str, default: u64) -> u64 {
@@ -127,18 +160,22 @@ async fn run(server: &Path) {
     println!();
     println!("machine: nproc = {}, uname -r = {}", nproc(), uname_r());
     println!("load at start (/proc/loadavg): {}", loadavg());
+    let readers = match client_kind() {
+        ClientKind::Tungstenite => format!("tokio-tungstenite on a {}-worker tokio runtime", nproc()),
+        ClientKind::Lean => format!("after the snapshot, the lean client's {LEAN_READERS} threads on epoll"),
+    };
     println!(
-        "client (this process: a {}-worker tokio runtime for the subscribers, one thread for the holds) and server \
-         ({}) share the same {} cores",
-        nproc(),
+        "client (this process: the subscribers on {readers}, one thread for the holds) and server ({}) share the \
+         same {} cores",
         server.display(),
         nproc()
     );
     println!(
         "{SUBSCRIBERS} subscribers on one event of {seats} seats; {} holds/s of {HOLD_QUANTITY} seats \
-         (TTL {HOLD_TTL_SECS} s); stream tick {} ms; {} s warm-up, {} s measured",
+         (TTL {HOLD_TTL_SECS} s); stream tick {} ms; stream workers {}; {} s warm-up, {} s measured",
         hold_rate(),
         tick_ms(),
+        stream_workers(),
         WARMUP.as_secs(),
         MEASURED.as_secs()
     );
@@ -259,6 +296,8 @@ struct Shared {
     window_start: OnceLock<Instant>,
     ready: AtomicUsize,
     failed: AtomicUsize,
+    /// Connections past their snapshot, for the lean client.
+    handoff: Mutex<Vec<Handoff>>,
 }
 
 async fn fanout_run(bin: &Path, run: usize) -> RunResult {
@@ -284,6 +323,7 @@ async fn fanout_run(bin: &Path, run: usize) -> RunResult {
         window_start: OnceLock::new(),
         ready: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
+        handoff: Mutex::new(Vec::new()),
     });
     let url: Arc<str> = format!("ws://127.0.0.1:{}/api/v1/events/{event}/ws", server.port).into();
     let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
@@ -310,6 +350,17 @@ async fn fanout_run(bin: &Path, run: usize) -> RunResult {
         let first = futures_util::future::join_all(tasks).await.into_iter().find_map(|t| t.expect("subscriber").err());
         panic!("{failed} of {SUBSCRIBERS} subscribers could not connect; first error: {}", first.unwrap_or_default());
     }
+
+    let lean = (client_kind() == ClientKind::Lean).then(|| {
+        let mut handoffs = std::mem::take(&mut *shared.handoff.lock().expect("not poisoned"));
+        let per_thread = handoffs.len().div_ceil(LEAN_READERS);
+        (0..LEAN_READERS)
+            .map(|_| {
+                let (mine, shared) = (handoffs.split_off(handoffs.len().saturating_sub(per_thread)), shared.clone());
+                std::thread::spawn(move || lean_reader(mine, shared))
+            })
+            .collect::<Vec<_>>()
+    });
 
     // Load, warm-up, then the measured window.
     shared.phase.store(WARMING_UP, Ordering::Relaxed);
@@ -343,6 +394,15 @@ async fn fanout_run(bin: &Path, run: usize) -> RunResult {
         .expect("subscribers end within a minute of the server");
     for task in joined {
         subscribers.push(task.expect("subscriber task").expect("connected"));
+    }
+    if let Some(readers) = lean {
+        // The tasks handed their connections over: the readers' stats are the subscribers'.
+        subscribers = tokio::task::spawn_blocking(move || {
+            readers.into_iter().flat_map(|r| r.join().expect("a lean reader")).collect::<Vec<_>>()
+        })
+        .await
+        .expect("joining the lean readers");
+        assert_eq!(subscribers.len(), SUBSCRIBERS, "every connection was read");
     }
 
     let frames: u64 = subscribers.iter().map(|s| u64::from(s.frames)).sum();
@@ -448,7 +508,7 @@ struct SubscriberStats {
 async fn subscriber(url: &str, shared: &Shared, gate: &Semaphore) -> Result<SubscriberStats, String> {
     let permit = gate.acquire().await.expect("the gate is never closed");
     let mut ws = connect(url).await?;
-    let mut seq = match ws.next().await {
+    let seq = match ws.next().await {
         Some(Ok(Message::Text(text))) if text.starts_with(SNAPSHOT_PREFIX) => {
             number(&text, r#""seq":"#).ok_or("a snapshot without a seq")?
         }
@@ -459,61 +519,210 @@ async fn subscriber(url: &str, shared: &Shared, gate: &Semaphore) -> Result<Subs
     drop(permit);
     shared.ready.fetch_add(1, Ordering::Relaxed);
 
-    let mut stats = SubscriberStats::default();
-    let mut checked = false;
+    if client_kind() == ClientKind::Lean {
+        // From here on the lean readers read this connection (see `lean_reader`). Nothing
+        // is sent between the snapshot and the load, so tungstenite holds nothing unread.
+        let MaybeTlsStream::Plain(socket) = ws.into_inner() else { return Err("not plain TCP".into()) };
+        let socket = socket.into_std().map_err(|e| e.to_string())?;
+        shared.handoff.lock().expect("not poisoned").push(Handoff { socket, seq });
+        return Ok(SubscriberStats::default());
+    }
+    let mut reading = Reading { seq, ..Reading::default() };
     loop {
         let message = ws.next().await;
         let phase = shared.phase.load(Ordering::Relaxed);
         match message {
-            Some(Ok(Message::Text(text))) => {
-                if text.starts_with(SEATS_PREFIX) {
-                    let (Some(frame_seq), Some(at)) = (number(&text, r#""seq":"#), number(&text, r#""at":"#)) else {
-                        panic!("a seats frame without seq or at: {text}");
-                    };
-                    if !checked {
-                        check_scan(&text, frame_seq, at);
-                        checked = true;
-                    }
-                    if frame_seq <= seq {
-                        stats.out_of_order += 1;
-                    }
-                    seq = seq.max(frame_seq);
-                    if phase == MEASURING {
-                        stats.frames += 1;
-                        let offset = shared.window_start.get().map_or(0, |t| t.elapsed().as_millis());
-                        let offset_ms = offset.min(u128::from(u16::MAX)) as u16;
-                        let seq = frame_seq.min(i64::from(u32::MAX)) as u32;
-                        stats.receipts.push(Receipt { seq, offset_ms, staleness_ms: staleness_ms(at) });
-                    }
-                } else if text.starts_with(SNAPSHOT_PREFIX) {
-                    if phase != DONE {
-                        stats.resnapshots += 1;
-                    }
-                    seq = number(&text, r#""seq":"#).unwrap_or(seq);
-                }
-            }
+            Some(Ok(Message::Text(text))) => reading.text(&text, phase, shared),
             Some(Ok(Message::Close(frame))) => {
-                if phase != DONE {
-                    stats.closed = Some(format!("closed by the server: {frame:?}"));
-                }
+                reading.ended(phase, || format!("closed by the server: {frame:?}"));
                 break;
             }
             Some(Ok(_)) => {}
             Some(Err(e)) => {
-                if phase != DONE {
-                    stats.closed = Some(e.to_string());
-                }
+                reading.ended(phase, || e.to_string());
                 break;
             }
             None => {
-                if phase != DONE {
-                    stats.closed = Some("connection ended".into());
-                }
+                reading.ended(phase, || "connection ended".into());
                 break;
             }
         }
     }
-    Ok(stats)
+    Ok(reading.stats)
+}
+
+/// What a subscriber has read so far.
+#[derive(Default)]
+struct Reading {
+    /// The last seq received.
+    seq: i64,
+    /// Whether the scan was checked against a full parse.
+    checked: bool,
+    stats: SubscriberStats,
+}
+
+impl Reading {
+    /// Records a text message: a `seats` frame's receipt, or a second snapshot.
+    fn text(&mut self, text: &str, phase: u8, shared: &Shared) {
+        let stats = &mut self.stats;
+        if text.starts_with(SEATS_PREFIX) {
+            let (Some(frame_seq), Some(at)) = (number(text, r#""seq":"#), number(text, r#""at":"#)) else {
+                panic!("a seats frame without seq or at: {text}");
+            };
+            if !self.checked {
+                check_scan(text, frame_seq, at);
+                self.checked = true;
+            }
+            if frame_seq <= self.seq {
+                stats.out_of_order += 1;
+            }
+            self.seq = self.seq.max(frame_seq);
+            if phase == MEASURING {
+                stats.frames += 1;
+                let offset = shared.window_start.get().map_or(0, |t| t.elapsed().as_millis());
+                let offset_ms = offset.min(u128::from(u16::MAX)) as u16;
+                let seq = frame_seq.min(i64::from(u32::MAX)) as u32;
+                stats.receipts.push(Receipt { seq, offset_ms, staleness_ms: staleness_ms(at) });
+            }
+        } else if text.starts_with(SNAPSHOT_PREFIX) {
+            if phase != DONE {
+                stats.resnapshots += 1;
+            }
+            self.seq = number(text, r#""seq":"#).unwrap_or(self.seq);
+        }
+    }
+
+    /// The connection ended; before the run did, that counts against it.
+    fn ended(&mut self, phase: u8, why: impl FnOnce() -> String) {
+        if phase != DONE {
+            self.stats.closed = Some(why());
+        }
+    }
+}
+
+/// A subscriber's connection after its snapshot, for the lean readers.
+struct Handoff {
+    socket: std::net::TcpStream,
+    seq: i64,
+}
+
+/// A lean reader's connection: bytes read but not yet parsed, and the text message being
+/// put together from its fragments.
+struct LeanConnection {
+    socket: mio::net::TcpStream,
+    unparsed: Vec<u8>,
+    message: Vec<u8>,
+    reading: Reading,
+    open: bool,
+}
+
+/// Reads connections the way a client doing the least work per frame would (one of
+/// `TIKETI_BENCH_CLIENT=lean`'s threads): epoll (mio), one `read` per readiness, WebSocket
+/// frames (RFC 6455 §5.2) parsed in place, each text message handled as the tungstenite
+/// client handles it. Ends once every connection has, or a while after the run did.
+fn lean_reader(handoffs: Vec<Handoff>, shared: Arc<Shared>) -> Vec<SubscriberStats> {
+    let mut poll = mio::Poll::new().expect("an epoll instance");
+    let mut connections: Vec<LeanConnection> = handoffs
+        .into_iter()
+        .enumerate()
+        .map(|(i, Handoff { socket, seq })| {
+            socket.set_nonblocking(true).expect("non-blocking");
+            let mut socket = mio::net::TcpStream::from_std(socket);
+            poll.registry().register(&mut socket, mio::Token(i), mio::Interest::READABLE).expect("registered");
+            let reading = Reading { seq, ..Reading::default() };
+            LeanConnection { socket, unparsed: Vec::new(), message: Vec::new(), reading, open: true }
+        })
+        .collect();
+    let mut events = mio::Events::with_capacity(1024);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut open = connections.len();
+    let mut done_since = None;
+    while open > 0 && done_since.is_none_or(|t: Instant| t.elapsed() < Duration::from_secs(30)) {
+        poll.poll(&mut events, Some(Duration::from_millis(100))).expect("epoll_wait");
+        if done_since.is_none() && shared.phase.load(Ordering::Relaxed) == DONE {
+            done_since = Some(Instant::now());
+        }
+        for event in &events {
+            let connection = &mut connections[event.token().0];
+            // Edge-triggered: read until a read comes back short.
+            while connection.open {
+                let n = match connection.socket.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        connection.reading.ended(shared.phase.load(Ordering::Relaxed), || e.to_string());
+                        connection.open = false;
+                        break;
+                    }
+                };
+                let phase = shared.phase.load(Ordering::Relaxed);
+                if n == 0 {
+                    connection.reading.ended(phase, || "connection ended".into());
+                    connection.open = false;
+                    break;
+                }
+                connection.unparsed.extend_from_slice(&buf[..n]);
+                connection.parse(phase, &shared);
+                if n < buf.len() {
+                    break;
+                }
+            }
+            if !connection.open {
+                open -= 1;
+                let _ = poll.registry().deregister(&mut connection.socket);
+            }
+        }
+    }
+    connections.into_iter().map(|c| c.reading.stats).collect()
+}
+
+impl LeanConnection {
+    /// Handles every whole frame in `unparsed`.
+    fn parse(&mut self, phase: u8, shared: &Shared) {
+        let mut at = 0;
+        while self.open {
+            let data = &self.unparsed[at..];
+            if data.len() < 2 {
+                break;
+            }
+            let (fin, opcode) = (data[0] & 0x80 != 0, data[0] & 0x0f);
+            assert_eq!(data[1] & 0x80, 0, "a server's frames are not masked");
+            let (header, len) = match data[1] & 0x7f {
+                126 if data.len() >= 4 => (4, usize::from(u16::from_be_bytes([data[2], data[3]]))),
+                127 if data.len() >= 10 => (10, u64::from_be_bytes(data[2..10].try_into().expect("8 bytes")) as usize),
+                126 | 127 => break,
+                len => (2, usize::from(len)),
+            };
+            if data.len() < header + len {
+                break;
+            }
+            let payload = &data[header..header + len];
+            at += header + len;
+            match opcode {
+                // Text, or a continuation of it.
+                0x1 | 0x0 => {
+                    if fin && self.message.is_empty() {
+                        let text = std::str::from_utf8(payload).expect("a text message is UTF-8");
+                        self.reading.text(text, phase, shared);
+                    } else {
+                        self.message.extend_from_slice(payload);
+                        if fin {
+                            let message = std::mem::take(&mut self.message);
+                            let text = std::str::from_utf8(&message).expect("a text message is UTF-8");
+                            self.reading.text(text, phase, shared);
+                        }
+                    }
+                }
+                0x8 => {
+                    self.reading.ended(phase, || "closed by the server".into());
+                    self.open = false;
+                }
+                // Ping and pong: the server sends none.
+                _ => {}
+            }
+        }
+        self.unparsed.drain(..at);
+    }
 }
 
 /// Opens a connection, retrying a few times (a burst of connects can overflow the accept
@@ -648,6 +857,10 @@ impl Server {
             ("TIKETI_EVENTS__MIN_HOLD_TTL_SECS", "1".to_owned()),
             ("TIKETI_LOG__LEVEL", "warn".to_owned()),
         ]);
+        if let Ok(workers) = std::env::var("TIKETI_BENCH_STREAM_WORKERS") {
+            command.env("TIKETI_STREAM__WORKERS", workers);
+        }
+
         let child = command.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
         Self { child, port, base: format!("http://127.0.0.1:{port}"), log: log.to_owned() }
     }
@@ -767,28 +980,6 @@ fn token((status, body): (StatusCode, Value), expected: StatusCode) -> String {
 
 // ---------------------------------------------------------------------------------------
 // Process figures (/proc)
-
-/// CPU time (user + system) of a process so far, in seconds; `pid` may be `self`.
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    static TICKS: OnceLock<f64> = OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
 
 /// CPU time of the whole machine so far (`/proc/stat`), in seconds: busy (user, nice, system,
 /// irq, softirq: what neither the server nor this process used was someone else's) and
