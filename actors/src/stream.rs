@@ -79,7 +79,9 @@ pub struct Frame {
     pub messages: Vec<Bytes>,
     /// Per-buyer notices.
     pub notices: Vec<Notice>,
-    /// The messages as a transport writes them, encoded once and shared.
+    /// The messages as a transport writes them, encoded once and shared. A frame kept for
+    /// replay keeps both forms: frames are small, and each is encoded once, not once per
+    /// subscriber.
     encoded: OnceLock<Bytes>,
 }
 

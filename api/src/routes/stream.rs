@@ -2,7 +2,8 @@
 //!
 //! Each connection subscribes to its event's actor: a snapshot first (or, with `?since=`,
 //! only the frames missed), then every frame in order. Frames are serialised once by the
-//! actor and shared; a connection only copies pointers. The stream is public; a buyer who
+//! actor, encoded as WebSocket frames once by the first connection to send them, and shared;
+//! a connection only copies the bytes into its outbox (`outbox.rs`). The stream is public; a buyer who
 //! authenticates (`?token=` or an `auth` message) also gets their own notices: queue
 //! position, admission with its token, and the lapse of their holds.
 //!
@@ -49,7 +50,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-/// Most frames written with one flush when a connection has fallen behind.
+/// Most frames gathered for one write when a connection has fallen behind.
 const MAX_BATCH: usize = 64;
 
 /// The stream route.
@@ -203,8 +204,9 @@ impl Connection {
         match served {
             Some(served) => served,
             None => {
-                // A frame cut short stays whole on the wire (tungstenite keeps what it did not
-                // write), and a close may come between the fragments of a message.
+                // A frame cut short stays whole on the wire (the outbox and tungstenite keep
+                // what they did not write, and `close` writes it first), and a close may come
+                // between the fragments of a message.
                 self.close(CloseCode::Away, "server shutting down").await;
                 Err(Some("shutdown"))
             }
@@ -245,8 +247,6 @@ impl Connection {
                     }
                 }
                 message = self.socket.next() => {
-                    // tungstenite answers a ping (or a close) as it reads: a pong to write.
-                    self.answering = true;
                     match message {
                         Some(Ok(Message::Text(text))) => {
                             if let Some(resume) = self.client_message(&text).await? {
@@ -259,7 +259,10 @@ impl Connection {
                             return Ok(());
                         }
                         None | Some(Err(_)) => return Ok(()),
-                        // Pings are answered by the protocol layer; binary is not part of it.
+                        // tungstenite queued a pong as it read the ping: written before the
+                        // outbox, so the two never interleave.
+                        Some(Ok(Message::Ping(_))) => self.answering = true,
+                        // Binary is not part of the protocol.
                         Some(Ok(_)) => {}
                     }
                 }

@@ -414,6 +414,34 @@ async fn a_client_that_closes_gets_the_closing_handshake_back() {
 }
 
 #[tokio::test]
+async fn pings_are_answered_in_between_whole_frames() {
+    let app = spawn_app().await;
+    let event = app.create_event(1, 1, 40, 0, json!({})).await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    let mut live = Live::connect(&app, &id, "").await;
+    let first = live.next().await;
+    live.apply(&first);
+    // Pings while frames are written: the server's pongs and its own frames share the wire,
+    // and the client's reader fails on a frame cut into by another.
+    for n in 1..=20u8 {
+        live.socket.send(Message::Ping(vec![n].into())).await.expect("a ping");
+        let buyer = app.register(&format!("pinger{n}@example.com")).await;
+        app.hold_ok(&buyer, &id, &json!({ "seatIds": [format!("S1-A-{n}")] })).await;
+    }
+    let mut pongs = Vec::new();
+    while live.seq < 20 || pongs.len() < 20 {
+        let message = tokio::time::timeout(Duration::from_secs(10), live.socket.next()).await.expect("a message");
+        match message.expect("the stream stays open").expect("a well-formed WebSocket message") {
+            Message::Text(text) => live.apply(&serde_json::from_str(&text).expect("JSON")),
+            Message::Pong(payload) => pongs.push(payload[0]),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pongs, (1..=20).collect::<Vec<u8>>(), "each ping answered once, in order");
+    assert_eq!(live.seats.values().filter(|s| *s == "held").count(), 20);
+}
+
+#[tokio::test]
 async fn a_client_that_never_reads_does_not_hold_up_the_shutdown() {
     let app = spawn_app_with(|s| {
         s.stream.send_timeout_ms = 300;

@@ -1,5 +1,6 @@
 //! What a live-stream connection writes itself, past tungstenite: its text messages as
-//! WebSocket frames (RFC 6455 §5.2), gathered and written with one system call a visit.
+//! WebSocket frames (RFC 6455 §5.2), gathered and written together: one system call for
+//! what a visit gathers, as a rule (a new one past [`FRAGMENT`], and for a long frame).
 //!
 //! A frame of the event's stream is the same for every subscriber, so its messages are
 //! encoded once ([`encode_all`], kept on the frame) and each connection only copies the
@@ -12,8 +13,9 @@ use bytes::{Buf, Bytes};
 use std::io;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-/// Largest frame a long text message is cut into, and about the most a connection gathers
-/// before writing: its buffer keeps its largest size, so it stays about this small.
+/// Largest frame a long text message is cut into, and the most a connection gathers before
+/// writing (what it gathers last may take it past, to under twice this): its buffer keeps
+/// its largest size, so it stays that small.
 pub(super) const FRAGMENT: usize = 16 * 1024;
 
 const FIN: u8 = 0x80;
@@ -30,10 +32,16 @@ pub(super) fn fragments(text: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
         if done {
             return None;
         }
-        // A fragment may split a character (RFC 6455 §5.6), but strict clients reject it.
+        // A fragment may split a character (RFC 6455 §5.6), but strict clients reject it: the
+        // cut moves back to the character's start, at most 3 bytes (a character is at most 4).
         let mut cut = rest.len().min(FRAGMENT);
-        while cut < rest.len() && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
+        let end = cut;
+        while cut < rest.len() && end - cut < 3 && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
             cut -= 1;
+        }
+        if cut < rest.len() && (rest[cut] & 0b1100_0000) == 0b1000_0000 {
+            // Not UTF-8 there: cut where the bound says rather than search further.
+            cut = end;
         }
         let (part, tail) = rest.split_at(cut);
         rest = tail;
@@ -208,6 +216,27 @@ mod tests {
     }
 
     #[test]
+    fn a_run_that_is_not_utf8_is_still_cut_at_the_bound() {
+        // Continuation bytes only: no character start to move back to.
+        let junk = vec![0b1000_0000u8; 2 * FRAGMENT + 5];
+        let sizes: Vec<usize> = fragments(&junk).map(|(_, payload)| payload.len()).collect();
+        assert_eq!(sizes, [FRAGMENT, FRAGMENT, 5]);
+    }
+
+    #[tokio::test]
+    async fn a_frame_past_64_kib_has_the_long_length() {
+        let (mut ours, wire) = tokio::io::duplex(1 << 20);
+        let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
+        let message = text(70_000);
+        let mut outbox = Outbox::default();
+        outbox.push_fragment(0x81, &message);
+        assert_eq!(outbox.buf[1], 127, "a 64-bit length follows");
+        outbox.write_to(&mut ours).await.unwrap();
+        let Some(Ok(Message::Text(got))) = client.next().await else { panic!("a text message") };
+        assert_eq!(got.as_bytes(), &message[..]);
+    }
+
+    #[test]
     fn an_empty_message_is_one_empty_final_frame() {
         let parts: Vec<(u8, &[u8])> = fragments(b"").collect();
         assert_eq!(parts, [(0x81, &b""[..])]);
@@ -217,7 +246,8 @@ mod tests {
     async fn a_client_reads_every_length_encoding_as_its_message() {
         let (mut ours, wire) = tokio::io::duplex(1 << 20);
         let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
-        // 7-bit, 16-bit and (past 64 KiB, fragmented) lengths; a shared frame among them.
+        // 7-bit and 16-bit lengths, a message past 64 KiB (fragmented), and a long shared
+        // frame among them.
         let messages = [text(5), text(125), text(126), text(FRAGMENT), text(70_000)];
         let shared = encode_all(&[text(3 * FRAGMENT), Bytes::from_static(b"{\"after\":1}")]);
         let mut outbox = Outbox::default();
