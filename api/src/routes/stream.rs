@@ -2,10 +2,10 @@
 //!
 //! Each connection subscribes to its event's actor: a snapshot first (or, with `?since=`,
 //! only the frames missed), then every frame in order. Frames are serialised once by the
-//! actor, encoded as WebSocket frames once by the first connection to send them, and shared;
-//! a connection only copies the bytes into its outbox (`outbox.rs`). The stream is public; a buyer who
-//! authenticates (`?token=` or an `auth` message) also gets their own notices: queue
-//! position, admission with its token, and the lapse of their holds.
+//! actor, encoded as WebSocket frames once by the first connection to send them, and
+//! shared; a connection only copies the bytes into its outbox (`outbox.rs`). The stream is
+//! public; a buyer who authenticates (`?token=` or an `auth` message) also gets their own
+//! notices: queue position, admission with its token, and the lapse of their holds.
 //!
 //! A slow client never slows anyone else. The actor's broadcast channel is bounded: a
 //! connection that falls behind it is resynced (the missed frames from the replay buffer,
@@ -246,26 +246,24 @@ impl Connection {
                         };
                     }
                 }
-                message = self.socket.next() => {
-                    match message {
-                        Some(Ok(Message::Text(text))) => {
-                            if let Some(resume) = self.client_message(&text).await? {
-                                frames = self.start(Some(resume)).await?;
-                            }
+                message = self.socket.next() => match message {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Some(resume) = self.client_message(&text).await? {
+                            frames = self.start(Some(resume)).await?;
                         }
-                        Some(Ok(Message::Close(_))) => {
-                            // tungstenite queued the closing handshake's reply: send it.
-                            let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
-                            return Ok(());
-                        }
-                        None | Some(Err(_)) => return Ok(()),
-                        // tungstenite queued a pong as it read the ping: written before the
-                        // outbox, so the two never interleave.
-                        Some(Ok(Message::Ping(_))) => self.answering = true,
-                        // Binary is not part of the protocol.
-                        Some(Ok(_)) => {}
                     }
-                }
+                    Some(Ok(Message::Close(_))) => {
+                        // tungstenite queued the closing handshake's reply: send it.
+                        let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
+                        return Ok(());
+                    }
+                    None | Some(Err(_)) => return Ok(()),
+                    // tungstenite queued a pong as it read the ping: written before the
+                    // outbox, so the two never interleave.
+                    Some(Ok(Message::Ping(_))) => self.answering = true,
+                    // Binary is not part of the protocol.
+                    Some(Ok(_)) => {}
+                },
                 _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
             }
             self.write_out().await?;
