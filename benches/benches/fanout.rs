@@ -517,16 +517,17 @@ async fn subscriber(url: &str, shared: &Shared, gate: &Semaphore) -> Result<Subs
         None => return Err("closed before the snapshot".into()),
     };
     drop(permit);
-    shared.ready.fetch_add(1, Ordering::Relaxed);
-
     if client_kind() == ClientKind::Lean {
         // From here on the lean readers read this connection (see `lean_reader`). Nothing
         // is sent between the snapshot and the load, so tungstenite holds nothing unread.
         let MaybeTlsStream::Plain(socket) = ws.into_inner() else { return Err("not plain TCP".into()) };
         let socket = socket.into_std().map_err(|e| e.to_string())?;
+        // Handed over before it counts as ready: the readers start once all are.
         shared.handoff.lock().expect("not poisoned").push(Handoff { socket, seq });
+        shared.ready.fetch_add(1, Ordering::Relaxed);
         return Ok(SubscriberStats::default());
     }
+    shared.ready.fetch_add(1, Ordering::Relaxed);
     let mut reading = Reading { seq, ..Reading::default() };
     loop {
         let message = ws.next().await;
@@ -617,9 +618,9 @@ struct LeanConnection {
 }
 
 /// Reads connections the way a client doing the least work per frame would (one of
-/// `TIKETI_BENCH_CLIENT=lean`'s threads): epoll (mio), one `read` per readiness, WebSocket
-/// frames (RFC 6455 §5.2) parsed in place, each text message handled as the tungstenite
-/// client handles it. Ends once every connection has, or a while after the run did.
+/// `TIKETI_BENCH_CLIENT=lean`'s threads): epoll (mio), reads until one comes back short,
+/// WebSocket frames (RFC 6455 §5.2) parsed in place, each text message handled as the
+/// tungstenite client handles it. Ends once every connection has, or a while after the run did.
 fn lean_reader(handoffs: Vec<Handoff>, shared: Arc<Shared>) -> Vec<SubscriberStats> {
     let mut poll = mio::Poll::new().expect("an epoll instance");
     let mut connections: Vec<LeanConnection> = handoffs

@@ -12,8 +12,8 @@
 //! binaries: [`loadgen`], the on-sale load generator (`--bin loadgen`), and [`baseline`],
 //! the row-lock design the seed systems use, written well with the same stack, to be
 //! measured against (`--bin rowlock`). `--bin hello` is the ceiling: an axum server that
-//! does nothing. `--bin fanout_floor` is the fan-out benchmark's floor: its traffic from a
-//! sender that does nothing but write.
+//! does nothing. `--bin fanout_floor` is the fan-out benchmark's reference point: its
+//! traffic from a sender that does nothing but write.
 #![forbid(unsafe_code)]
 
 pub mod baseline;
