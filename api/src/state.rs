@@ -4,6 +4,7 @@ use crate::auth::AuthKeys;
 use crate::batch::{Found, Loader};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::routes::stream::Sweepers;
 use crate::settings::Settings;
 use crate::user_check::UserCheck;
 use std::cell::Cell;
@@ -79,6 +80,8 @@ struct Inner {
     users: UserCheck,
     /// The fingerprints stored for Idempotency-Keys, looked up in batches.
     idempotency: Loader<(UserId, String), String>,
+    /// The live stream's sweepers, one per stream of a local event with subscribers.
+    sweepers: Sweepers,
 }
 
 impl AppState {
@@ -137,6 +140,7 @@ impl AppState {
                 ws_slots: Arc::new(Semaphore::new(settings.stream.max_connections)),
                 requests: Handle::current(),
                 streams,
+                sweepers: Sweepers::default(),
                 settings,
                 draining: watch::Sender::new(false),
                 labels: Mutex::default(),
@@ -230,9 +234,14 @@ impl AppState {
         }
     }
 
-    /// Runs a live-stream connection: on the stream's own runtime if there is one, so that
-    /// writing a frame to thousands of subscribers does not queue in front of buyers'
-    /// requests and the event actors.
+    /// The live stream's sweepers.
+    pub(crate) fn sweepers(&self) -> &Sweepers {
+        &self.inner.sweepers
+    }
+
+    /// Runs a live-stream connection or sweeper: on the stream's own runtime if there is
+    /// one, so that writing a frame to thousands of subscribers does not queue in front of
+    /// buyers' requests and the event actors.
     pub fn spawn_stream(&self, connection: impl Future<Output = ()> + Send + 'static) {
         match &self.inner.streams {
             Some(streams) => drop(streams.spawn(connection)),

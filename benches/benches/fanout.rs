@@ -41,11 +41,15 @@
 //! Run with `cargo bench -p tiketi-benches --bench fanout` (it builds the server first, with
 //! `cargo build --release -p tiketi-api`; `ulimit -n` must allow 10,000 sockets), or with
 //! `TIKETI_BENCH_SERVER=path/to/tiketi` to run a binary built before, as it is.
-//! `TIKETI_BENCH_CLIENT=lean` reads the frames with a client that does the least work per
-//! frame (epoll, frames parsed in place) instead of tokio-tungstenite: client and server
-//! share the cores, so a lighter client leaves more to the server. `--bin fanout_floor`
-//! measures the same traffic from a sender that does nothing but write. Server logs
-//! (level warn) go to `target/tmp/fanout-server-run{N}.log`.
+//!
+//! The subscribers connect and read their snapshot with tokio-tungstenite; then, by default,
+//! two threads read every connection on epoll and parse the WebSocket frames in place (the
+//! lean client), because client and server share the cores and on a real network the
+//! clients are other machines. `TIKETI_BENCH_CLIENT=tungstenite` keeps reading with
+//! tokio-tungstenite instead: it needs about a core of its own at this rate, and then sets
+//! the staleness itself (a sender that does nothing but write gives it ~120 ms p99:
+//! `--bin fanout_floor -- --client websocket`). Server logs (level warn) go to
+//! `target/tmp/fanout-server-run{N}.log`.
 
 #[path = "common/event.rs"]
 mod event;
@@ -100,19 +104,20 @@ fn stream_workers() -> String {
 /// Who reads the frames: `TIKETI_BENCH_CLIENT`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum ClientKind {
-    /// tokio-tungstenite, one task per subscriber on a tokio runtime (the default): what a
-    /// Rust client would use.
+    /// `tungstenite`: tokio-tungstenite, one task per subscriber on a tokio runtime: what a
+    /// Rust client would use. On two shared cores it needs a core of its own for 420,000
+    /// frames/s, and then sets the staleness itself.
     Tungstenite,
-    /// `lean`: after the snapshot, two threads read every connection on epoll and parse the
-    /// WebSocket frames in place (`lean_reader`), which leaves more of the shared cores to
-    /// the server.
+    /// `lean` (the default): after the snapshot, two threads read every connection on epoll
+    /// and parse the WebSocket frames in place (`lean_reader`), at about the cost of a bare
+    /// `read`, which leaves the server the cores it would have to itself.
     Lean,
 }
 
 fn client_kind() -> ClientKind {
     match std::env::var("TIKETI_BENCH_CLIENT").as_deref() {
-        Ok("lean") => ClientKind::Lean,
-        Ok("tungstenite") | Err(_) => ClientKind::Tungstenite,
+        Ok("lean") | Err(_) => ClientKind::Lean,
+        Ok("tungstenite") => ClientKind::Tungstenite,
         Ok(other) => panic!("TIKETI_BENCH_CLIENT={other}: expected tungstenite or lean"),
     }
 }

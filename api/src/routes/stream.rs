@@ -2,24 +2,35 @@
 //!
 //! Each connection subscribes to its event's actor: a snapshot first (or, with `?since=`,
 //! only the frames missed), then every frame in order. Frames are serialised once by the
-//! actor, encoded as WebSocket frames once by the first connection to send them, and
-//! shared; a connection only copies the bytes into its outbox (`outbox.rs`). The stream is
-//! public; a buyer who authenticates (`?token=` or an `auth` message) also gets their own
-//! notices: queue position, admission with its token, and the lapse of their holds.
+//! actor, encoded as WebSocket frames once, and shared; a connection only copies the bytes
+//! into its outbox (`outbox.rs`). The stream is public; a buyer who authenticates
+//! (`?token=` or an `auth` message) also gets their own notices: queue position, admission
+//! with its token, and the lapse of their holds.
 //!
-//! A slow client never slows anyone else. The actor's broadcast channel is bounded: a
-//! connection that falls behind it is resynced (the missed frames from the replay buffer,
-//! or a snapshot), and one that needs more than `stream.max_resyncs_per_minute` resyncs, or
-//! does not take a message within `stream.send_timeout_ms`, is closed. Both are counted in
-//! `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
+//! Once a connection to a local event has sent its start point it joins the event's
+//! sweeper (`sweep.rs`): one task that visits every caught-up connection and writes what it
+//! lacks, so a frame does not wake ten thousand tasks. The connection's own task then only
+//! reads the client, sends the buyer's queue updates, and acts on what the sweeper hands
+//! back (`link.rs`: the socket and outbox they share).
+//!
+//! A slow client never slows anyone else. A connection that falls more than
+//! `stream.channel_capacity` frames behind is resynced (the missed frames from the replay
+//! buffer, or a snapshot), and one that needs more than `stream.max_resyncs_per_minute`
+//! resyncs, or does not take a message within `stream.send_timeout_ms`, is closed. Both are
+//! counted in `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
 //!
 //! In a cluster a connection is served by the node it reached, whichever owns the event
 //! ([`source`]): an event of another node is followed through Redis, with the owner's seqs,
-//! and the connection follows the event wherever it moves.
+//! by each connection reading its own feed, and the connection follows the event wherever
+//! it moves.
 
+mod link;
 mod outbox;
 mod source;
+mod sweep;
 mod upgrade;
+
+pub(crate) use sweep::Sweepers;
 
 pub(crate) use upgrade::is_websocket_upgrade;
 
@@ -30,15 +41,17 @@ use crate::state::AppState;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use outbox::Outbox;
+use link::{Handback, Link};
 use serde::Deserialize;
 use serde_json::json;
 use source::{Frames, Source, Subscribed};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
-use tiketi_actors::{Frame, Notice, Resume};
+use tiketi_actors::{Frame, Resume};
 use tiketi_cluster::fanout::{StartPoint, StreamStart};
-use tiketi_engine::{EventId, QueueStanding, Timestamp, UserId};
+use tiketi_engine::{EventId, QueueStanding};
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -137,7 +150,9 @@ pub async fn subscribe(
         let _slot = slot;
         let metrics = &state.metrics().ws;
         metrics.connections.inc();
-        let mut connection = Connection::new(state.clone(), event, source, socket, user);
+        let (socket, link) = socket;
+        link.lock().user = user;
+        let mut connection = Connection::new(state.clone(), event, source, socket, link);
         if let Err(Some(reason)) = connection.run(resume, first).await {
             state.metrics().ws.dropped.get_or_create(&DropLabels { reason }).inc();
         }
@@ -156,39 +171,27 @@ struct Connection {
     event: EventId,
     /// Where the event lives, as of the last (re)subscription.
     source: Source,
+    /// tungstenite, reading the client (its pongs and closes go through the link).
     socket: Socket,
-    /// The messages this connection writes itself, as WebSocket frames.
-    outbox: Outbox,
-    /// Whether tungstenite may hold an answer to the client (a pong, a close) to write
-    /// before the outbox.
-    answering: bool,
-    user: Option<UserId>,
-    /// The seq of the last frame sent.
-    seq: u64,
-    stream: Uuid,
+    /// The socket, what is to be written to it, and where the connection is in the stream:
+    /// shared with the event's sweeper while the connection is caught up.
+    link: Arc<Link>,
     resyncs: VecDeque<Instant>,
     send_timeout: Duration,
-    /// The admission last announced, so each is announced once.
-    admitted_until: Option<Timestamp>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The sweeper lets the link go, and the socket closes now rather than with the
+        // sweeper's last reference.
+        self.link.lock().end();
+    }
 }
 
 impl Connection {
-    fn new(state: AppState, event: EventId, source: Source, socket: Socket, user: Option<UserId>) -> Self {
+    fn new(state: AppState, event: EventId, source: Source, socket: Socket, link: Arc<Link>) -> Self {
         let send_timeout = Duration::from_millis(state.settings().stream.send_timeout_ms);
-        Self {
-            state,
-            event,
-            source,
-            socket,
-            outbox: Outbox::default(),
-            answering: false,
-            user,
-            seq: 0,
-            stream: Uuid::nil(),
-            resyncs: VecDeque::new(),
-            send_timeout,
-            admitted_until: None,
-        }
+        Self { state, event, source, socket, link, resyncs: VecDeque::new(), send_timeout }
     }
 
     /// Serves the connection, from `first` if it was subscribed already, until the client
@@ -204,25 +207,33 @@ impl Connection {
         match served {
             Some(served) => served,
             None => {
-                // A frame cut short stays whole on the wire (the outbox and tungstenite keep
-                // what they did not write, and `close` writes it first), and a close may come
-                // between the fragments of a message.
+                // A frame cut short stays whole on the wire (the outbox keeps what it did
+                // not write, and `close` writes it first).
                 self.close(CloseCode::Away, "server shutting down").await;
                 Err(Some("shutdown"))
             }
         }
     }
 
+    /// Follows the stream: a connection to a local event is served by the event's sweeper
+    /// once it has sent its start point, and this task only answers the client and acts on
+    /// what the sweeper hands back; one to another node's event reads its own feed.
     async fn serve(&mut self, resume: Option<Resume>, first: Option<Subscribed>) -> Result<(), DropReason> {
-        let mut frames = match first {
+        let mut frames = Some(match first {
             Some(subscribed) => self.begin(subscribed).await?,
             None => self.start(resume).await?,
-        };
+        });
         let queue_every = Duration::from_secs(self.state.settings().stream.queue_update_secs.max(1));
         let mut queue_tick = tokio::time::interval_at(Instant::now() + queue_every, queue_every);
         loop {
+            if let Some(Frames::Local(_)) = &frames
+                && let Some(Frames::Local(receiver)) = frames.take()
+            {
+                self.join(receiver);
+            }
+            let authenticated = self.link.lock().user.is_some();
             tokio::select! {
-                frame = frames.recv() => {
+                frame = next_frame(&mut frames) => {
                     // Take every frame already waiting (up to a bound) and write them with
                     // one flush: a connection that fell behind catches up in few syscalls.
                     let mut next = frame;
@@ -230,15 +241,16 @@ impl Connection {
                         match next {
                             Ok(frame) => self.send_frame(&frame).await?,
                             Err(RecvError::Lagged(_)) => {
-                                frames = self.resync().await?;
+                                frames = Some(self.resync().await?);
                                 break;
                             }
                             Err(RecvError::Closed) => {
-                                frames = self.follow().await?;
+                                frames = Some(self.follow().await?);
                                 break;
                             }
                         }
-                        next = match frames.try_recv() {
+                        let Some(source) = frames.as_mut() else { break };
+                        next = match source.try_recv() {
                             Ok(frame) => Ok(frame),
                             Err(TryRecvError::Lagged(n)) => Err(RecvError::Lagged(n)),
                             Err(TryRecvError::Closed) => Err(RecvError::Closed),
@@ -246,31 +258,61 @@ impl Connection {
                         };
                     }
                 }
+                () = self.link.wake.notified() => {
+                    // Bytes left to write (below), or the sweeper let the connection go.
+                    let handback = self.link.lock().handback.take();
+                    frames = match handback {
+                        None => frames,
+                        Some(Handback::Lagged) => Some(self.resync().await?),
+                        Some(Handback::Ended) => Some(self.follow().await?),
+                        Some(Handback::Behind) => Some(self.restart().await?),
+                        Some(Handback::Failed) => return Ok(()),
+                    };
+                }
                 message = self.socket.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         if let Some(resume) = self.client_message(&text).await? {
-                            frames = self.start(Some(resume)).await?;
+                            self.leave();
+                            frames = Some(self.start(Some(resume)).await?);
                         }
                     }
                     Some(Ok(Message::Close(_))) => {
-                        // tungstenite queued the closing handshake's reply: send it.
+                        // tungstenite gathered the closing handshake's reply: send it.
                         let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
                         return Ok(());
                     }
                     None | Some(Err(_)) => return Ok(()),
-                    // tungstenite queued a pong as it read the ping: written before the
-                    // outbox, so the two never interleave.
-                    Some(Ok(Message::Ping(_))) => self.answering = true,
+                    // tungstenite gathered a pong as it read the ping: written below.
                     // Binary is not part of the protocol.
                     Some(Ok(_)) => {}
                 },
-                _ = queue_tick.tick(), if self.user.is_some() => self.queue_update().await?,
+                _ = queue_tick.tick(), if authenticated => self.queue_update().await?,
             }
             self.write_out().await?;
         }
     }
 
-    /// The connection fell behind the event's channel: resync it (replay or snapshot),
+    /// Hands the connection to its event's sweeper, with its subscription (which the
+    /// sweeper follows if it is the first).
+    fn join(&mut self, frames: Receiver<Arc<Frame>>) {
+        let (stream, ticket) = {
+            let mut link = self.link.lock();
+            link.ticket += 1;
+            link.joined = true;
+            link.handback = None;
+            (link.stream, link.ticket)
+        };
+        self.state.sweepers().join(&self.state, self.event, stream, self.link.clone(), ticket, frames);
+    }
+
+    /// Takes the connection back from the sweeper, to send what it alone should.
+    fn leave(&mut self) {
+        let mut link = self.link.lock();
+        link.joined = false;
+        link.handback = None;
+    }
+
+    /// The connection fell behind the event's frames: resync it (replay or snapshot),
     /// or drop it if it keeps falling behind.
     async fn resync(&mut self) -> Result<Frames, DropReason> {
         self.state.metrics().ws.resyncs.inc();
@@ -278,7 +320,16 @@ impl Connection {
             self.close(CloseCode::Again, "too slow: resynced too often").await;
             return Err(Some("slow"));
         }
-        self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
+        self.restart().await
+    }
+
+    /// Subscribes again from where the connection is.
+    async fn restart(&mut self) -> Result<Frames, DropReason> {
+        let (since, stream) = {
+            let link = self.link.lock();
+            (link.seq, link.stream)
+        };
+        self.start(Some(Resume { since, stream: Some(stream) })).await
     }
 
     /// The event's actor stopped (passivated, moved, restarted), or the event's frames from
@@ -296,7 +347,7 @@ impl Connection {
                 return Err(Some("unavailable"));
             }
         };
-        self.start(Some(Resume { since: self.seq, stream: Some(self.stream) })).await
+        self.restart().await
     }
 
     /// Subscribes (from `resume` or a snapshot) and sends the starting frames.
@@ -311,10 +362,10 @@ impl Connection {
     /// Sends a subscription's starting frames; the frames after them follow.
     async fn begin(&mut self, subscribed: Subscribed) -> Result<Frames, DropReason> {
         let Subscribed { start: StreamStart { stream, seq, start }, frames } = subscribed;
-        self.stream = stream;
+        self.link.lock().stream = stream;
         match start {
             StartPoint::Snapshot(message) => {
-                self.seq = seq;
+                self.link.lock().seq = seq;
                 self.send_text(&message).await?;
             }
             StartPoint::Replay(missed) => {
@@ -322,7 +373,8 @@ impl Connection {
                     self.send_frame(frame).await?;
                 }
                 // Frames from another node may include some from before the start point.
-                self.seq = self.seq.max(seq);
+                let mut link = self.link.lock();
+                link.seq = link.seq.max(seq);
             }
         }
         self.write_out().await?;
@@ -339,37 +391,17 @@ impl Connection {
         self.resyncs.len() > self.state.settings().stream.max_resyncs_per_minute as usize
     }
 
-    /// Sends a frame unless this connection already has it.
+    /// Gathers a frame (unless this connection has it already), writing first if the outbox
+    /// is full.
     async fn send_frame(&mut self, frame: &Frame) -> Result<(), DropReason> {
-        if frame.seq <= self.seq {
-            return Ok(());
-        }
-        self.deliver(frame).await
-    }
-
-    /// Sends a frame's shared messages (encoded once, by the first connection to send the
-    /// frame), then the notices meant for this buyer.
-    async fn deliver(&mut self, frame: &Frame) -> Result<(), DropReason> {
-        self.seq = frame.seq;
-        if !frame.messages.is_empty() {
-            self.outbox.push_encoded(frame.encoded(outbox::encode_all));
-            self.state.metrics().ws.messages.inc_by(frame.messages.len() as u64);
-            if self.outbox.is_full() {
-                self.write_out().await?;
-            }
-        }
-        let Some(user) = self.user else { return Ok(()) };
-        for notice in frame.notices.iter().filter(|n| n.user() == user) {
-            let message = match notice {
-                Notice::ReservationExpired { reservation, .. } => {
-                    json!({"type": "reservation_expired", "reservationId": reservation})
-                }
-                Notice::Admitted { until, .. } => match self.admission_message(*until) {
-                    Some(message) => message,
-                    None => continue,
-                },
-            };
-            self.send_json(&message).await?;
+        let (gathered, full) = {
+            let mut link = self.link.lock();
+            let gathered = link.gather(frame, self.event, self.state.auth());
+            (gathered, link.outbox.is_full())
+        };
+        self.state.metrics().ws.messages.inc_by(gathered);
+        if full {
+            self.write_out().await?;
         }
         Ok(())
     }
@@ -378,35 +410,40 @@ impl Connection {
         self.send_text(message.to_string().as_bytes()).await
     }
 
-    /// Gathers a text message into the outbox, which [`Connection::write_out`] writes. A long
-    /// one is written as it is cut into fragments, so the outbox stays about a fragment's size.
+    /// Gathers a text message, which [`Connection::write_out`] writes. A long one (a
+    /// snapshot) is written as it is cut into fragments, so the outbox stays about a
+    /// fragment's size; it is sent only while the sweeper does not serve the connection, so
+    /// no frame comes between its fragments.
     async fn send_text(&mut self, text: &[u8]) -> Result<(), DropReason> {
-        for (first, payload) in outbox::fragments(text) {
-            self.outbox.push_fragment(first, payload);
-            if self.outbox.is_full() {
-                self.write_out().await?;
+        if text.len() <= outbox::FRAGMENT {
+            self.link.lock().push_text(text);
+        } else {
+            debug_assert!(!self.link.lock().joined, "a long message is sent before the connection joins");
+            for (first, payload) in outbox::fragments(text) {
+                let full = {
+                    let mut link = self.link.lock();
+                    link.outbox.push_fragment(first, payload);
+                    link.outbox.is_full()
+                };
+                if full {
+                    self.write_out().await?;
+                }
             }
         }
         self.state.metrics().ws.messages.inc();
         Ok(())
     }
 
-    /// Writes tungstenite's answers to the client, then the outbox, within the send timeout.
+    /// Writes the outbox (the sweeper's bytes, tungstenite's and this task's) within the
+    /// send timeout.
     async fn write_out(&mut self) -> Result<(), DropReason> {
-        if self.answering {
-            sent(tokio::time::timeout(self.send_timeout, self.socket.flush()).await)?;
-            self.answering = false;
-        }
-        if self.outbox.is_empty() {
-            return Ok(());
-        }
-        // Most writes are taken at once, with no timer to set and cancel (ten thousand
-        // subscribers make that a cost); only one that has to wait is timed. What the first
-        // try wrote stays written.
-        let io = self.socket.get_mut();
-        let outcome = match self.outbox.write_to(io).now_or_never() {
+        let link = &self.link;
+        let flush = || std::future::poll_fn(|cx| link.lock().poll_flush(cx));
+        // Most writes are taken at once, with no timer to set and cancel; only one that has
+        // to wait is timed. What the first try wrote stays written.
+        let outcome = match flush().now_or_never() {
             Some(written) => Ok(written),
-            None => tokio::time::timeout(self.send_timeout, self.outbox.write_to(self.socket.get_mut())).await,
+            None => tokio::time::timeout(self.send_timeout, flush()).await,
         };
         match outcome {
             Ok(Ok(())) => Ok(()),
@@ -428,7 +465,7 @@ impl Connection {
             }
             Ok(ClientMessage::Auth { token }) => match self.state.auth().verify_access(&token) {
                 Ok(user) => {
-                    self.user = Some(user.id);
+                    self.link.lock().user = Some(user.id);
                     Ok(None)
                 }
                 Err(_) => {
@@ -448,7 +485,7 @@ impl Connection {
     /// Pushes the buyer's place in the admission queue, if they are in it. Asking is also
     /// the buyer's heartbeat: a waiting buyer with the stream open stays in line.
     async fn queue_update(&mut self) -> Result<(), DropReason> {
-        let Some(user) = self.user else { return Ok(()) };
+        let Some(user) = self.link.lock().user else { return Ok(()) };
         let Ok(standing) = self.source.queue_status(&self.state, self.event, user).await else { return Ok(()) };
         let seconds = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
         let message = match standing {
@@ -461,29 +498,21 @@ impl Connection {
                 json!({ "type": "queue", "status": "sold_out", "position": position, "estimatedWaitSeconds": null })
             }
             QueueStanding::Closed => json!({ "type": "queue", "status": "closed", "position": null }),
-            QueueStanding::Admitted { until } => match self.admission_message(until) {
-                Some(message) => message,
-                None => return Ok(()),
-            },
+            QueueStanding::Admitted { until } => {
+                match self.link.lock().admission_message(self.event, self.state.auth(), until) {
+                    Some(message) => message,
+                    None => return Ok(()),
+                }
+            }
         };
         self.send_json(&message).await
-    }
-
-    /// The `admitted` message with an admission token, once per admission.
-    fn admission_message(&mut self, until: Timestamp) -> Option<serde_json::Value> {
-        let user = self.user?;
-        if self.admitted_until == Some(until) {
-            return None;
-        }
-        let token = self.state.auth().issue_admission(user, self.event, until).ok()?;
-        self.admitted_until = Some(until);
-        Some(json!({ "type": "admitted", "admissionToken": token, "admittedUntilMs": until.millis() }))
     }
 
     /// Closes the connection with a reason, waiting at most the send timeout. What the
     /// outbox holds goes first, so the close does not land inside a frame; a connection that
     /// cannot take it gets no close frame.
     async fn close(&mut self, code: CloseCode, reason: &'static str) {
+        self.leave();
         if self.write_out().await.is_err() {
             return;
         }
@@ -492,14 +521,10 @@ impl Connection {
     }
 }
 
-/// A write's outcome: done, the client went away (`None`), or it did not take the write in
-/// time.
-fn sent(
-    outcome: Result<Result<(), tokio_tungstenite::tungstenite::Error>, tokio::time::error::Elapsed>,
-) -> Result<(), DropReason> {
-    match outcome {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(None),
-        Err(_) => Err(Some("send_timeout")),
+/// The next frame of the connection's own subscription; never, while the sweeper serves it.
+async fn next_frame(frames: &mut Option<Frames>) -> Result<Arc<Frame>, RecvError> {
+    match frames {
+        Some(frames) => frames.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -2,7 +2,7 @@
 //! applied in order is the REST seat map; `resume` sends exactly what was missed; a client
 //! that stops reading is resynced or dropped without touching anyone else.
 
-use crate::support::{TestApp, spawn_app, spawn_app_with};
+use crate::support::{TestApp, rfc3339_from_now, spawn_app, spawn_app_with};
 use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -400,6 +400,43 @@ async fn the_upgrade_refuses_a_malformed_handshake_a_bad_token_an_unknown_event_
     let (status, code, response) = refused(format!("{id}/ws")).await;
     assert_eq!((status, code.as_str()), (503, "service_unavailable"));
     assert!(response.headers().contains_key("retry-after"), "{:?}", response.headers());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_follow_the_event_when_its_actor_stops_and_comes_back() {
+    let app = spawn_app().await;
+    // Not on sale yet, so that an admin may passivate it.
+    let later = json!({ "saleStart": rfc3339_from_now(time::Duration::hours(1)) });
+    let event = app.create_event(1, 2, 5, 0, later).await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    let block = |seat: &str| json!({ "seatIds": [seat] });
+    let mut watchers = Vec::new();
+    for _ in 0..3 {
+        let mut live = Live::connect(&app, &id, "").await;
+        let snapshot = live.next().await;
+        live.apply(&snapshot);
+        watchers.push(live);
+    }
+    let res = app.post(&format!("/admin/events/{id}/seats/block"), Some(&app.admin), &block("S1-A-1")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (version, _) = rest_map(&app, &id).await;
+    for live in &mut watchers {
+        live.catch_up(version).await;
+    }
+    let first_stream = watchers[0].stream.clone();
+
+    let res = app.post(&format!("/admin/actors/{id}/passivate"), Some(&app.admin), &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK, "passivated");
+    let res = app.post(&format!("/admin/events/{id}/seats/block"), Some(&app.admin), &block("S1-B-5")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (version, rest) = rest_map(&app, &id).await;
+    assert_eq!(rest["S1-B-5"], "blocked");
+    for live in &mut watchers {
+        live.catch_up(version).await;
+        assert_eq!(live.seats, rest, "each watcher followed the event to its new actor");
+        assert_ne!(live.stream, first_stream, "from the new actor's stream");
+        assert_eq!(live.snapshots, 2, "one snapshot from each actor");
+    }
 }
 
 #[tokio::test]

@@ -1,17 +1,20 @@
-//! What a live-stream connection writes itself, past tungstenite: its text messages as
-//! WebSocket frames (RFC 6455 §5.2), gathered and written together: one system call for
-//! what a visit gathers, as a rule (a new one past [`FRAGMENT`], and for a long frame).
+//! What a live-stream connection has yet to write, as WebSocket frames (RFC 6455 §5.2),
+//! gathered and written together: one system call for what a visit gathers, as a rule (a
+//! new one past [`FRAGMENT`], and for a long frame).
 //!
 //! A frame of the event's stream is the same for every subscriber, so its messages are
 //! encoded once ([`encode_all`], kept on the frame) and each connection only copies the
-//! encoded bytes, or for a long frame points at them. tungstenite still reads the client's
-//! messages and writes the control frames it answers with (pong, close); the connection
-//! writes those before its own bytes and finishes its own bytes before a close, so frames
-//! never interleave on the wire.
+//! encoded bytes, or for a long frame points at them. The connection's own messages are
+//! framed here; the control frames tungstenite answers with (pong, close) come in whole.
+//! Everything goes through the one outbox (`link.rs`), so frames never interleave on the
+//! wire.
 
 use bytes::{Buf, Bytes};
+use std::collections::VecDeque;
 use std::io;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use tokio::io::AsyncWrite;
 
 /// Largest frame a long text message is cut into, and the most a connection gathers before
 /// writing (what it gathers last may take it past, to under twice this): its buffer keeps
@@ -80,71 +83,97 @@ pub(super) fn encode_all(messages: &[Bytes]) -> Bytes {
     Bytes::from(out)
 }
 
-/// The bytes a connection has yet to write: its own, gathered, then at most one long frame
-/// of the stream's, shared with the other connections rather than copied.
+/// The bytes a connection has yet to write, in order: the only way bytes reach its socket
+/// (tungstenite's pongs and closes included), so frames never interleave on the wire. Long
+/// frames of the stream are pointed at, not copied; everything else is copied into the tail.
 #[derive(Default)]
 pub(super) struct Outbox {
-    buf: Vec<u8>,
-    /// How much of `buf` is written.
+    /// Gathered before the tail: long shared frames, and a copied run that came before one.
+    queued: VecDeque<Bytes>,
+    /// Gathered last, copied; `written` of it is written (only while `queued` is empty).
+    tail: Vec<u8>,
     written: usize,
-    shared: Option<Bytes>,
 }
 
 impl Outbox {
     /// Bytes not written yet.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
-        self.buf.len() - self.written + self.shared.as_ref().map_or(0, Bytes::len)
+        self.queued.iter().map(Bytes::len).sum::<usize>() + self.tail.len() - self.written
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.queued.is_empty() && self.written == self.tail.len()
     }
 
     /// Gathers one fragment of a text message (see [`fragments`]).
     pub(super) fn push_fragment(&mut self, first: u8, payload: &[u8]) {
-        debug_assert!(self.shared.is_none(), "a shared frame is written before anything after it is gathered");
-        push_frame(&mut self.buf, first, payload);
+        push_frame(&mut self.tail, first, payload);
     }
 
-    /// Gathers bytes encoded already (by [`encode_all`]); a long run is pointed at, not
-    /// copied, and must be written before anything else is gathered.
+    /// Gathers bytes that are whole WebSocket frames already: encoded by [`encode_all`], or
+    /// written by tungstenite. A long run is pointed at, not copied.
     pub(super) fn push_encoded(&mut self, encoded: &Bytes) {
-        debug_assert!(self.shared.is_none(), "a shared frame is written before anything after it is gathered");
         if encoded.len() <= FRAGMENT {
-            self.buf.extend_from_slice(encoded);
-        } else {
-            self.shared = Some(encoded.clone());
+            self.tail.extend_from_slice(encoded);
+            return;
         }
+        if self.written < self.tail.len() {
+            self.queued.push_back(Bytes::copy_from_slice(&self.tail[self.written..]));
+        }
+        self.tail.clear();
+        self.written = 0;
+        self.queued.push_back(encoded.clone());
+    }
+
+    /// Gathers bytes that are whole WebSocket frames already, copied.
+    pub(super) fn push_raw(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
     }
 
     /// Whether the connection should write before gathering more.
     pub(super) fn is_full(&self) -> bool {
-        self.shared.is_some() || self.len() >= FRAGMENT
+        !self.queued.is_empty() || self.tail.len() - self.written >= FRAGMENT
     }
 
-    /// Writes everything gathered to `io`. Cancel-safe: what a cancelled call wrote stays
-    /// written, and the next call goes on from there, so a frame is never cut short.
-    pub(super) async fn write_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
-        while self.written < self.buf.len() {
-            let n = io.write(&self.buf[self.written..]).await?;
+    /// Writes everything gathered to `io`: `Ready(Ok)` once it is all written, `Pending` (with
+    /// `cx` woken when `io` can take more) while some is left. What it wrote stays written,
+    /// and the next call goes on from there, so a frame is never cut short.
+    pub(super) fn poll_write_to<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<()>> {
+        while let Some(front) = self.queued.front_mut() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, front))?;
             if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            front.advance(n);
+            if front.is_empty() {
+                self.queued.pop_front();
+            }
+        }
+        while self.written < self.tail.len() {
+            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.tail[self.written..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
         }
-        self.buf.clear();
+        self.tail.clear();
         self.written = 0;
-        while let Some(shared) = &mut self.shared {
-            let n = io.write(shared).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            shared.advance(n);
-            if shared.is_empty() {
-                self.shared = None;
-            }
+        // A buffer keeps its largest size: one that a stalled client made large is let go.
+        if self.tail.capacity() > 4 * FRAGMENT {
+            self.tail = Vec::new();
         }
-        io.flush().await
+        Pin::new(io).poll_flush(cx)
+    }
+
+    /// [`Outbox::poll_write_to`] as a future (cancel-safe the same way).
+    #[cfg(test)]
+    pub(super) async fn write_to<W: AsyncWrite + Unpin>(&mut self, io: &mut W) -> io::Result<()> {
+        std::future::poll_fn(|cx| self.poll_write_to(io, cx)).await
     }
 }
 
@@ -230,7 +259,7 @@ mod tests {
         let message = text(70_000);
         let mut outbox = Outbox::default();
         outbox.push_fragment(0x81, &message);
-        assert_eq!(outbox.buf[1], 127, "a 64-bit length follows");
+        assert_eq!(outbox.tail[1], 127, "a 64-bit length follows");
         outbox.write_to(&mut ours).await.unwrap();
         let Some(Ok(Message::Text(got))) = client.next().await else { panic!("a text message") };
         assert_eq!(got.as_bytes(), &message[..]);

@@ -5,21 +5,23 @@
 //! subscriber, and a snapshot (~150 KB for a 2,000-seat event, megabytes for a stadium) goes
 //! out in fragments, so it does not leave its size behind in every subscriber's buffer.
 
+use super::link::{Link, Wire};
 use crate::error::ApiError;
 use axum::body::Body;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
+use std::sync::Arc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// The server side of an upgraded connection.
-pub(super) type Socket = WebSocketStream<TokioIo<Upgraded>>;
+/// The server side of an upgraded connection, as tungstenite reads it.
+pub(super) type Socket = WebSocketStream<Wire>;
 
 /// A valid upgrade request: answer it with [`WsUpgrade::on_upgrade`].
 pub struct WsUpgrade {
@@ -64,23 +66,24 @@ pub(crate) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
 
 impl WsUpgrade {
     /// The `101 Switching Protocols` answer, and the connection to run (spawn it): once the
-    /// answer is sent, it hands `serve` the socket.
+    /// answer is sent, it hands `serve` the socket and its link.
     pub(super) fn on_upgrade<F, Fut>(
         self,
         config: WebSocketConfig,
         serve: F,
     ) -> (Response, impl Future<Output = ()> + Send + 'static)
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce((Socket, Arc<Link>)) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
         let connection = async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
-                    let socket =
-                        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-                    serve(socket).await;
+                    let link = Link::new(TokioIo::new(upgraded));
+                    let wire = Wire(link.clone());
+                    let socket = WebSocketStream::from_raw_socket(wire, Role::Server, Some(config)).await;
+                    serve((socket, link)).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
