@@ -197,7 +197,8 @@ pub struct StreamSettings {
     pub max_connections: usize,
     /// Largest message a client may send.
     pub max_message_bytes: usize,
-    /// A send that takes longer (the client stopped reading) drops the connection.
+    /// A client that takes nothing of what it is sent for this long (it stopped reading) is
+    /// dropped.
     pub send_timeout_ms: u64,
     /// Resyncs a connection may need within a minute before it is dropped as too slow.
     pub max_resyncs_per_minute: u32,

@@ -68,7 +68,7 @@ pub struct ActorDto {
     pub idle_seconds: u64,
     /// Messages handled.
     pub messages: u64,
-    /// Live-stream subscribers.
+    /// Live-stream connections to it on this node.
     pub subscribers: usize,
     /// Why it may not be passivated now (`on_sale`, `live_holds`, `queue`, `subscribers`,
     /// `unflushed`), or null.
@@ -76,7 +76,9 @@ pub struct ActorDto {
 }
 
 impl ActorDto {
-    fn new(info: &ActorInfo, in_flight: usize) -> Self {
+    /// `serving`: the event's subscriptions its sweepers hold, and the connections they
+    /// serve with them (see [`crate::routes::stream::Sweepers::serving`]).
+    fn new(info: &ActorInfo, in_flight: usize, serving: (usize, usize)) -> Self {
         Self {
             event_id: info.event.uuid(),
             title: info.title.clone(),
@@ -96,7 +98,7 @@ impl ActorDto {
             uptime_seconds: info.uptime.as_secs(),
             idle_seconds: info.idle.as_secs(),
             messages: info.messages,
-            subscribers: info.subscribers,
+            subscribers: info.subscribers.saturating_sub(serving.0) + serving.1,
             pinned: info.pinned,
         }
     }
@@ -134,10 +136,10 @@ pub struct ActorDetailDto {
 }
 
 impl ActorDetailDto {
-    fn new(info: &ActorInfo, in_flight: usize) -> Self {
+    fn new(info: &ActorInfo, in_flight: usize, serving: (usize, usize)) -> Self {
         let millis = |t: Option<Timestamp>| t.map(Timestamp::millis);
         Self {
-            summary: ActorDto::new(info, in_flight),
+            summary: ActorDto::new(info, in_flight, serving),
             recent_errors: info
                 .recent_errors
                 .iter()
@@ -178,7 +180,7 @@ async fn list_actors(State(state): State<AppState>, _: AdminUser) -> Result<Json
     for handle in state.directory().live_events() {
         // An actor that stopped meanwhile is simply not listed.
         if let Ok(info) = handle.inspect().await {
-            data.push(ActorDto::new(&info, handle.in_flight()));
+            data.push(ActorDto::new(&info, handle.in_flight(), state.sweepers().serving(info.event)));
         }
     }
     data.sort_by_key(|a| a.event_id);
@@ -197,7 +199,7 @@ async fn actor_detail(
 ) -> Result<Json<ActorDetailDto>, ApiError> {
     let handle = live(&state, event)?;
     let info = handle.inspect().await?;
-    Ok(Json(ActorDetailDto::new(&info, handle.in_flight())))
+    Ok(Json(ActorDetailDto::new(&info, handle.in_flight(), state.sweepers().serving(info.event))))
 }
 
 /// Passivate an actor now: it leaves memory and the next request brings it back from the
@@ -235,5 +237,5 @@ async fn flush(
 ) -> Result<Json<ActorDetailDto>, ApiError> {
     let handle = live(&state, event)?;
     let info = handle.persist().await?;
-    Ok(Json(ActorDetailDto::new(&info, handle.in_flight())))
+    Ok(Json(ActorDetailDto::new(&info, handle.in_flight(), state.sweepers().serving(info.event))))
 }

@@ -16,8 +16,8 @@
 //! A slow client never slows anyone else. A connection that falls more than
 //! `stream.channel_capacity` frames behind is resynced (the missed frames from the replay
 //! buffer, or a snapshot), and one that needs more than `stream.max_resyncs_per_minute`
-//! resyncs, or does not take a message within `stream.send_timeout_ms`, is closed. Both are
-//! counted in `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
+//! resyncs, or takes nothing of what it is sent for `stream.send_timeout_ms`, is closed. Both
+//! are counted in `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
 //!
 //! In a cluster a connection is served by the node it reached, whichever owns the event
 //! ([`source`]): an event of another node is followed through Redis, with the owner's seqs,
@@ -277,8 +277,11 @@ impl Connection {
                         }
                     }
                     Some(Ok(Message::Close(_))) => {
-                        // tungstenite gathered the closing handshake's reply: send it.
+                        // tungstenite gathered the closing handshake's reply: send it, after
+                        // what was waiting before it (tungstenite's flush stops short of
+                        // the outbox once the handshake is done).
                         let _ = tokio::time::timeout(self.send_timeout, self.socket.flush()).await;
+                        let _ = self.write_out().await;
                         return Ok(());
                     }
                     None | Some(Err(_)) => return Ok(()),
@@ -307,9 +310,7 @@ impl Connection {
 
     /// Takes the connection back from the sweeper, to send what it alone should.
     fn leave(&mut self) {
-        let mut link = self.link.lock();
-        link.joined = false;
-        link.handback = None;
+        self.link.lock().leave();
     }
 
     /// The connection fell behind the event's frames: resync it (replay or snapshot),
@@ -412,13 +413,18 @@ impl Connection {
 
     /// Gathers a text message, which [`Connection::write_out`] writes. A long one (a
     /// snapshot) is written as it is cut into fragments, so the outbox stays about a
-    /// fragment's size; it is sent only while the sweeper does not serve the connection, so
-    /// no frame comes between its fragments.
+    /// fragment's size, unless the sweeper serves the connection: then it is gathered whole,
+    /// so that no frame comes between its fragments.
     async fn send_text(&mut self, text: &[u8]) -> Result<(), DropReason> {
-        if text.len() <= outbox::FRAGMENT {
-            self.link.lock().push_text(text);
-        } else {
-            debug_assert!(!self.link.lock().joined, "a long message is sent before the connection joins");
+        let whole = {
+            let mut link = self.link.lock();
+            let whole = link.joined || text.len() <= outbox::FRAGMENT;
+            if whole {
+                link.push_text(text);
+            }
+            whole
+        };
+        if !whole {
             for (first, payload) in outbox::fragments(text) {
                 let full = {
                     let mut link = self.link.lock();
@@ -434,21 +440,25 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes the outbox (the sweeper's bytes, tungstenite's and this task's) within the
-    /// send timeout.
+    /// Writes the outbox (the sweeper's bytes, tungstenite's and this task's), for as long as
+    /// the client takes some of it within each send timeout.
     async fn write_out(&mut self) -> Result<(), DropReason> {
         let link = &self.link;
         let flush = || std::future::poll_fn(|cx| link.lock().poll_flush(cx));
         // Most writes are taken at once, with no timer to set and cancel; only one that has
-        // to wait is timed. What the first try wrote stays written.
-        let outcome = match flush().now_or_never() {
-            Some(written) => Ok(written),
-            None => tokio::time::timeout(self.send_timeout, flush()).await,
-        };
-        match outcome {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(None),
-            Err(_) => Err(Some("send_timeout")),
+        // to wait is timed. What each try wrote stays written.
+        if let Some(written) = flush().now_or_never() {
+            return written.map_err(|_| None);
+        }
+        loop {
+            let progress = link.lock().outbox.progress();
+            match tokio::time::timeout(self.send_timeout, flush()).await {
+                Ok(written) => return written.map_err(|_| None),
+                // Taken slowly is taken: a client that keeps falling behind is resynced (the
+                // sweeper hands it back), one that takes nothing is dropped.
+                Err(_) if link.lock().outbox.progress() == progress => return Err(Some("send_timeout")),
+                Err(_) => {}
+            }
         }
     }
 

@@ -439,6 +439,41 @@ async fn subscribers_follow_the_event_when_its_actor_stops_and_comes_back() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_see_every_connection_and_none_keeps_the_actor_once_they_are_gone() {
+    let app = spawn_app().await;
+    // Not on sale, no holds: only its subscribers keep the actor in memory, and no frame
+    // comes that would show their sweeper they left.
+    let later = json!({ "saleStart": rfc3339_from_now(time::Duration::hours(1)) });
+    let event = app.create_event(1, 1, 5, 0, later).await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    let actor =
+        || async { app.get(&format!("/admin/actors/{id}"), Some(&app.admin)).await.json::<Value>().await.unwrap() };
+    let mut watchers = Vec::new();
+    for _ in 0..3 {
+        let mut live = Live::connect(&app, &id, "").await;
+        assert_eq!(live.next().await["type"], "snapshot");
+        watchers.push(live);
+    }
+    let seen =
+        app.eventually("three subscribers", || async { (actor().await["subscribers"] == 3).then_some(()) }).await;
+    assert_eq!(seen, ());
+    assert_eq!(actor().await["pinned"], "subscribers");
+
+    for mut live in watchers {
+        live.socket.close(None).await.unwrap();
+    }
+    let after = app
+        .eventually("no subscriber left", || async {
+            let actor = actor().await;
+            (actor["subscribers"] == 0 && actor["pinned"].is_null()).then_some(actor)
+        })
+        .await;
+    assert_eq!(after["subscribers"], 0, "{after}");
+    let res = app.post(&format!("/admin/actors/{id}/passivate"), Some(&app.admin), &json!({})).await;
+    assert_eq!(res.status(), StatusCode::OK, "nothing keeps the actor now");
+}
+
 #[tokio::test]
 async fn a_client_that_closes_gets_the_closing_handshake_back() {
     let app = spawn_app().await;

@@ -21,7 +21,16 @@ use tiketi_actors::{Frame, Notice};
 use tiketi_engine::{EventId, Timestamp, UserId};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
 use uuid::Uuid;
+
+/// What a sweeper is told.
+pub(super) enum Control {
+    /// A connection joins, with the ticket of that join.
+    Join(Arc<Link>, u64),
+    /// A connection left: let it go.
+    Left,
+}
 
 /// A connection's socket and its state, shared with its event's sweeper.
 pub(super) struct Link {
@@ -44,6 +53,7 @@ impl Link {
                 behind: 0,
                 ticket: 0,
                 joined: false,
+                sweeper: None,
                 closing: false,
                 handback: None,
             }),
@@ -60,6 +70,7 @@ impl Link {
     /// Tells the task why the sweeper let the connection go.
     pub(super) fn hand_back(&self, mut state: MutexGuard<'_, LinkState>, why: Handback) {
         state.joined = false;
+        state.sweeper = None;
         state.handback = Some(why);
         drop(state);
         self.wake.notify_one();
@@ -98,6 +109,9 @@ pub(super) struct LinkState {
     pub(super) ticket: u64,
     /// Whether the event's sweeper gathers this connection's frames.
     pub(super) joined: bool,
+    /// The sweeper it joined, told when the connection leaves so that it lets it go at
+    /// once (and ends with its last connection) rather than at its next frame.
+    pub(super) sweeper: Option<UnboundedSender<Control>>,
     /// A close frame was gathered: nothing may follow it.
     pub(super) closing: bool,
     pub(super) handback: Option<Handback>,
@@ -180,10 +194,22 @@ impl LinkState {
         }
     }
 
-    /// Ends the connection: the sweeper lets it go, and the socket closes.
-    pub(super) fn end(&mut self) {
+    /// Takes the connection from the sweeper (if it has it), to serve it alone.
+    pub(super) fn leave(&mut self) {
         self.joined = false;
+        self.handback = None;
+        if let Some(sweeper) = self.sweeper.take() {
+            // A sweeper that ended meanwhile has let it go already.
+            let _ = sweeper.send(Control::Left);
+        }
+    }
+
+    /// Ends the connection: the sweeper lets it go, the socket closes, and what was left to
+    /// write is dropped.
+    pub(super) fn end(&mut self) {
+        self.leave();
         self.io = None;
+        self.outbox = Outbox::default();
     }
 }
 

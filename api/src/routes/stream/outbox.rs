@@ -16,9 +16,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::AsyncWrite;
 
-/// Largest frame a long text message is cut into, and the most a connection gathers before
-/// writing (what it gathers last may take it past, to under twice this): its buffer keeps
-/// its largest size, so it stays that small.
+/// Largest frame a long text message is cut into, and the most an outbox copies before it
+/// writes or, for a client not keeping up, points at the frames instead (what it copies last
+/// may take it past, to under twice this): its buffer keeps its largest size, so it stays
+/// that small.
 pub(super) const FRAGMENT: usize = 16 * 1024;
 
 const FIN: u8 = 0x80;
@@ -84,15 +85,19 @@ pub(super) fn encode_all(messages: &[Bytes]) -> Bytes {
 }
 
 /// The bytes a connection has yet to write, in order: the only way bytes reach its socket
-/// (tungstenite's pongs and closes included), so frames never interleave on the wire. Long
-/// frames of the stream are pointed at, not copied; everything else is copied into the tail.
+/// (tungstenite's pongs and closes included), so frames never interleave on the wire. A
+/// stream frame is copied while the outbox is short; a long one, or any once the outbox has
+/// a fragment's worth waiting (a client not keeping up), is pointed at rather than copied,
+/// so a stalled connection holds references to the shared frames, not copies.
 #[derive(Default)]
 pub(super) struct Outbox {
-    /// Gathered before the tail: long shared frames, and a copied run that came before one.
+    /// Gathered before the tail: shared frames, and a copied run that came before one.
     queued: VecDeque<Bytes>,
     /// Gathered last, copied; `written` of it is written (only while `queued` is empty).
     tail: Vec<u8>,
     written: usize,
+    /// Bytes written since the outbox was made.
+    progress: u64,
 }
 
 impl Outbox {
@@ -106,15 +111,21 @@ impl Outbox {
         self.queued.is_empty() && self.written == self.tail.len()
     }
 
+    /// Bytes written since the outbox was made: a write that waits is making progress while
+    /// this grows.
+    pub(super) fn progress(&self) -> u64 {
+        self.progress
+    }
+
     /// Gathers one fragment of a text message (see [`fragments`]).
     pub(super) fn push_fragment(&mut self, first: u8, payload: &[u8]) {
         push_frame(&mut self.tail, first, payload);
     }
 
-    /// Gathers bytes that are whole WebSocket frames already: encoded by [`encode_all`], or
-    /// written by tungstenite. A long run is pointed at, not copied.
+    /// Gathers a stream frame encoded already (by [`encode_all`]): copied while the outbox is
+    /// short, else pointed at.
     pub(super) fn push_encoded(&mut self, encoded: &Bytes) {
-        if encoded.len() <= FRAGMENT {
+        if self.queued.is_empty() && encoded.len() <= FRAGMENT && self.tail.len() - self.written < FRAGMENT {
             self.tail.extend_from_slice(encoded);
             return;
         }
@@ -150,6 +161,7 @@ impl Outbox {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             front.advance(n);
+            self.progress += n as u64;
             if front.is_empty() {
                 self.queued.pop_front();
             }
@@ -160,6 +172,7 @@ impl Outbox {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.written += n;
+            self.progress += n as u64;
         }
         self.tail.clear();
         self.written = 0;
@@ -295,6 +308,46 @@ mod tests {
         for message in expected.concat() {
             let Some(Ok(Message::Text(got))) = client.next().await else { panic!("a text message") };
             assert_eq!(got.as_bytes(), &message[..]);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stalled_outbox_points_at_frames_rather_than_copying_them() {
+        let (mut ours, wire) = tokio::io::duplex(1 << 20);
+        let frames: Vec<Bytes> = (0..60).map(|i| encode_all(&[text(1000 + i)])).collect();
+        let mut outbox = Outbox::default();
+        // A client not reading: frames gather. The first fragment's worth is copied...
+        let mut copied = 0;
+        while outbox.tail.len() < FRAGMENT {
+            outbox.push_encoded(&frames[copied]);
+            copied += 1;
+        }
+        assert!(outbox.queued.is_empty());
+        // ...and every frame after it is shared, as is a message of the connection's own.
+        for frame in &frames[copied..40] {
+            outbox.push_encoded(frame);
+        }
+        push_text(&mut outbox, b"{\"own\":1}");
+        for frame in &frames[40..] {
+            outbox.push_encoded(frame);
+        }
+        let shared = outbox.queued.iter().filter(|chunk| frames.iter().any(|f| f.as_ptr() == chunk.as_ptr())).count();
+        assert_eq!(shared, frames.len() - copied, "each frame past the first fragment is pointed at");
+        assert!(outbox.tail.is_empty(), "nothing copied after them");
+
+        let before = outbox.progress();
+        let mut client = WebSocketStream::from_raw_socket(wire, Role::Client, None).await;
+        outbox.write_to(&mut ours).await.unwrap();
+        let own = encode_all(&[Bytes::from_static(b"{\"own\":1}")]);
+        let all = frames.iter().map(Bytes::len).sum::<usize>() + own.len();
+        assert_eq!(outbox.progress() - before, all as u64, "progress counts every byte written");
+        for i in 0..frames.len() {
+            let Some(Ok(Message::Text(got))) = client.next().await else { panic!("a text message") };
+            assert_eq!(got.as_bytes(), &text(1000 + i)[..], "frame {i} in order");
+            if i == 39 {
+                let Some(Ok(Message::Text(own))) = client.next().await else { panic!("a text message") };
+                assert_eq!(own.as_str(), "{\"own\":1}", "the connection's own message where it was gathered");
+            }
         }
     }
 

@@ -15,10 +15,11 @@
 //!
 //! A connection to another node's event keeps reading its own feed (`source.rs`).
 
-use super::link::{Handback, Link};
+use super::link::{Control, Handback, Link};
 use super::outbox;
 use crate::state::AppState;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tiketi_actors::Frame;
 use tiketi_engine::EventId;
@@ -40,7 +41,13 @@ type Joining = (Arc<Link>, u64);
 
 /// This node's sweepers, one per stream of a local event with caught-up connections.
 #[derive(Default)]
-pub(crate) struct Sweepers(Mutex<HashMap<Key, UnboundedSender<Joining>>>);
+pub(crate) struct Sweepers(Mutex<HashMap<Key, Entry>>);
+
+/// A running sweeper: where to reach it, and how many connections it serves.
+struct Entry {
+    control: UnboundedSender<Control>,
+    connections: Arc<AtomicUsize>,
+}
 
 impl Sweepers {
     /// Hands a connection to its event's sweeper, starting one with `frames` (the
@@ -58,22 +65,27 @@ impl Sweepers {
         let key = (event, stream);
         let mut sweepers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         // Sent under the lock: a sweeper retires under it too, only with no join pending.
-        let joining = match sweepers.get(&key) {
-            Some(sweeper) => match sweeper.send((link, ticket)) {
-                Ok(()) => return,
-                Err(unsent) => unsent.0,
-            },
-            None => (link, ticket),
+        if let Some(entry) = sweepers.get(&key) {
+            link.lock().sweeper = Some(entry.control.clone());
+            if entry.control.send(Control::Join(link.clone(), ticket)).is_ok() {
+                return;
+            }
+        }
+        let (control, joins) = unbounded_channel();
+        let floor = {
+            let mut joining = link.lock();
+            joining.sweeper = Some(control.clone());
+            joining.seq
         };
-        let (tx, joins) = unbounded_channel();
-        let floor = joining.0.lock().seq;
         let capacity = state.settings().stream.channel_capacity.max(1);
+        let connections = Arc::new(AtomicUsize::new(1));
         let sweeper = Sweeper {
             state: state.clone(),
             key,
             frames,
-            joins,
-            links: vec![joining],
+            control: joins,
+            links: vec![(link, ticket)],
+            connections: connections.clone(),
             recent: VecDeque::with_capacity(capacity.min(64)),
             capacity,
             floor,
@@ -82,8 +94,18 @@ impl Sweepers {
             newcomers: false,
             end: None,
         };
-        sweepers.insert(key, tx);
+        sweepers.insert(key, Entry { control, connections });
         state.spawn_stream(tokio::task::unconstrained(sweeper.run()));
+    }
+
+    /// How many of `event`'s subscriptions its sweepers hold, and how many connections they
+    /// serve with them.
+    pub(crate) fn serving(&self, event: EventId) -> (usize, usize) {
+        let sweepers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        sweepers
+            .iter()
+            .filter(|((of, _), _)| *of == event)
+            .fold((0, 0), |(held, served), (_, entry)| (held + 1, served + entry.connections.load(Ordering::Relaxed)))
     }
 }
 
@@ -91,8 +113,10 @@ struct Sweeper {
     state: AppState,
     key: Key,
     frames: Receiver<Arc<Frame>>,
-    joins: UnboundedReceiver<Joining>,
+    control: UnboundedReceiver<Control>,
     links: Vec<Joining>,
+    /// `links.len()`, for the operators' view.
+    connections: Arc<AtomicUsize>,
     /// The frames after `floor`, oldest first, at most `capacity`.
     recent: VecDeque<Arc<Frame>>,
     capacity: usize,
@@ -111,8 +135,8 @@ struct Sweeper {
 impl Sweeper {
     async fn run(mut self) {
         loop {
-            while let Ok(joining) = self.joins.try_recv() {
-                self.admit(joining);
+            while let Ok(control) = self.control.try_recv() {
+                self.obey(control);
             }
             self.take_frames();
             if self.swept < self.latest || self.newcomers {
@@ -132,7 +156,20 @@ impl Sweeper {
                     Err(RecvError::Lagged(_)) => self.end = Some(Handback::Behind),
                     Err(RecvError::Closed) => self.end = Some(Handback::Ended),
                 },
-                Some(joining) = self.joins.recv() => self.admit(joining),
+                Some(control) = self.control.recv() => self.obey(control),
+            }
+        }
+    }
+
+    fn obey(&mut self, control: Control) {
+        match control {
+            Control::Join(link, ticket) => self.admit((link, ticket)),
+            Control::Left => {
+                self.links.retain(|(link, ticket)| {
+                    let state = link.lock();
+                    state.joined && state.ticket == *ticket
+                });
+                self.connections.store(self.links.len(), Ordering::Relaxed);
             }
         }
     }
@@ -150,6 +187,7 @@ impl Sweeper {
         self.newcomers |= state.seq < self.latest;
         drop(state);
         self.links.push((link, ticket));
+        self.connections.store(self.links.len(), Ordering::Relaxed);
     }
 
     /// Takes every frame waiting.
@@ -203,6 +241,7 @@ impl Sweeper {
             }
         }
         self.swept = target;
+        self.connections.store(self.links.len(), Ordering::Relaxed);
         self.state.metrics().ws.messages.inc_by(messages);
     }
 
@@ -252,10 +291,16 @@ impl Sweeper {
     fn retire(&mut self) -> bool {
         let sweepers = self.state.sweepers();
         let mut map = sweepers.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Ok(joining) = self.joins.try_recv() {
-            drop(map);
-            self.admit(joining);
-            return false;
+        loop {
+            match self.control.try_recv() {
+                Ok(Control::Join(link, ticket)) => {
+                    drop(map);
+                    self.admit((link, ticket));
+                    return false;
+                }
+                Ok(Control::Left) => {}
+                Err(_) => break,
+            }
         }
         map.remove(&self.key);
         true
@@ -269,9 +314,11 @@ impl Sweeper {
             map.remove(&self.key);
         }
         // Nobody can send any more: what was sent is here.
-        self.joins.close();
-        while let Ok(joining) = self.joins.try_recv() {
-            self.links.push(joining);
+        self.control.close();
+        while let Ok(control) = self.control.try_recv() {
+            if let Control::Join(link, ticket) = control {
+                self.links.push((link, ticket));
+            }
         }
         for (link, ticket) in self.links.drain(..) {
             let state = link.lock();
