@@ -197,8 +197,8 @@ pub struct StreamSettings {
     pub max_connections: usize,
     /// Largest message a client may send.
     pub max_message_bytes: usize,
-    /// A client that takes nothing of what it is sent for this long (it stopped reading) is
-    /// dropped.
+    /// A client that takes less than 16 KB of what it is owed (all of it, if less) within
+    /// this is dropped: it stopped reading, or reads a trickle.
     pub send_timeout_ms: u64,
     /// Resyncs a connection may need within a minute before it is dropped as too slow.
     pub max_resyncs_per_minute: u32,

@@ -68,7 +68,8 @@ pub struct ActorDto {
     pub idle_seconds: u64,
     /// Messages handled.
     pub messages: u64,
-    /// Live-stream connections to it on this node.
+    /// Live-stream connections to it on this node (a moment's count: one joining or leaving
+    /// may be missed).
     pub subscribers: usize,
     /// Why it may not be passivated now (`on_sale`, `live_holds`, `queue`, `subscribers`,
     /// `unflushed`), or null.

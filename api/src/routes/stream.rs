@@ -16,8 +16,9 @@
 //! A slow client never slows anyone else. A connection that falls more than
 //! `stream.channel_capacity` frames behind is resynced (the missed frames from the replay
 //! buffer, or a snapshot), and one that needs more than `stream.max_resyncs_per_minute`
-//! resyncs, or takes nothing of what it is sent for `stream.send_timeout_ms`, is closed. Both
-//! are counted in `tiketi_ws_resyncs_total` and `tiketi_ws_dropped_total{reason}`.
+//! resyncs, or takes less than a fragment (16 KB) of what it is owed within
+//! `stream.send_timeout_ms`, is closed. Both are counted in `tiketi_ws_resyncs_total` and
+//! `tiketi_ws_dropped_total{reason}`.
 //!
 //! In a cluster a connection is served by the node it reached, whichever owns the event
 //! ([`source`]): an event of another node is followed through Redis, with the owner's seqs,
@@ -451,12 +452,16 @@ impl Connection {
             return written.map_err(|_| None);
         }
         loop {
-            let progress = link.lock().outbox.progress();
+            // Each send timeout the client must take a fragment's worth (or all there is): a
+            // client that reads slowly but keeps falling behind is handed back by the
+            // sweeper and resynced; one that takes nothing, or a trickle, is dropped.
+            let (progress, due) = {
+                let link = link.lock();
+                (link.outbox.progress(), link.outbox.len().clamp(1, outbox::FRAGMENT) as u64)
+            };
             match tokio::time::timeout(self.send_timeout, flush()).await {
                 Ok(written) => return written.map_err(|_| None),
-                // Taken slowly is taken: a client that keeps falling behind is resynced (the
-                // sweeper hands it back), one that takes nothing is dropped.
-                Err(_) if link.lock().outbox.progress() == progress => return Err(Some("send_timeout")),
+                Err(_) if link.lock().outbox.progress() - progress < due => return Err(Some("send_timeout")),
                 Err(_) => {}
             }
         }

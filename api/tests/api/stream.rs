@@ -145,9 +145,30 @@ fn p99(mut latencies: Vec<Duration>) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_plus_every_batch_in_order_equals_the_rest_seat_map_through_holds_and_expiries() {
-    let app = Arc::new(spawn_app().await);
+    every_batch_in_order(1).await;
+}
+
+/// The same with the stream's runtime on two threads: a connection's task and the sweeper
+/// that writes its frames then run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_batch_arrives_in_order_with_the_stream_on_two_threads() {
+    every_batch_in_order(2).await;
+}
+
+async fn every_batch_in_order(stream_workers: usize) {
+    let app = Arc::new(spawn_app_with(|s| s.stream.workers = stream_workers).await);
     let event = app.create_event(2, 4, 10, 0, json!({ "perUserLimit": 0, "holdTtlSeconds": 1 })).await;
     let id = event["id"].as_str().unwrap().to_owned();
+    // One subscriber checked in detail; more on the same sweeper, each pinged throughout, so
+    // their tasks write pongs into the outboxes the sweeper writes frames into, from either
+    // thread.
+    let mut others = Vec::new();
+    for _ in 0..8 {
+        let mut other = Live::connect(&app, &id, "").await;
+        let snapshot = other.next().await;
+        other.apply(&snapshot);
+        others.push(other);
+    }
     let mut live = Live::connect(&app, &id, "").await;
     let first = live.next().await;
     assert_eq!(first["type"], "snapshot", "{first}");
@@ -167,9 +188,14 @@ async fn a_snapshot_plus_every_batch_in_order_equals_the_rest_seat_map_through_h
             done.store(true, Ordering::Release);
         })
     };
+    let mut pings = 0u8;
     while !done.load(Ordering::Acquire) {
         if let Some(message) = live.next_within(Duration::from_millis(100)).await {
             live.apply(&message);
+        }
+        for other in &mut others {
+            pings = pings.wrapping_add(1);
+            other.socket.send(Message::Ping(vec![pings].into())).await.expect("a ping is sent");
         }
     }
     holds.await.unwrap();
@@ -183,6 +209,12 @@ async fn a_snapshot_plus_every_batch_in_order_equals_the_rest_seat_map_through_h
     assert!(live.seats.values().all(|s| s == "available"));
     assert!(live.batches > 1, "batches: {}", live.batches);
     assert_eq!(live.snapshots, 1, "one snapshot, then only batches");
+    for other in &mut others {
+        // `apply` checks each seq is past the last; pongs are skipped by `next`.
+        other.catch_up(version).await;
+        assert_eq!(other.seats, rest, "every subscriber's map equals the REST map");
+        assert_eq!(other.snapshots, 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

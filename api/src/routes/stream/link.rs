@@ -240,6 +240,8 @@ impl AsyncWrite for Wire {
             return Poll::Ready(Ok(buf.len()));
         }
         if has_close(buf) {
+            // Nothing may follow the close: the sweeper skips the link from now on, and
+            // lets go of it when the connection ends (`end` tells it).
             state.closing = true;
             state.joined = false;
         }

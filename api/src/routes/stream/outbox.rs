@@ -11,7 +11,7 @@
 
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::AsyncWrite;
@@ -21,6 +21,9 @@ use tokio::io::AsyncWrite;
 /// may take it past, to under twice this): its buffer keeps its largest size, so it stays
 /// that small.
 pub(super) const FRAGMENT: usize = 16 * 1024;
+
+/// Most pieces of a backlog written with one system call.
+const MAX_SLICES: usize = 64;
 
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;
@@ -102,7 +105,6 @@ pub(super) struct Outbox {
 
 impl Outbox {
     /// Bytes not written yet.
-    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.queued.iter().map(Bytes::len).sum::<usize>() + self.tail.len() - self.written
     }
@@ -130,7 +132,10 @@ impl Outbox {
             return;
         }
         if self.written < self.tail.len() {
-            self.queued.push_back(Bytes::copy_from_slice(&self.tail[self.written..]));
+            // Handed over as it is, not copied; the tail starts a new buffer.
+            let mut run = Bytes::from(std::mem::take(&mut self.tail));
+            run.advance(self.written);
+            self.queued.push_back(run);
         }
         self.tail.clear();
         self.written = 0;
@@ -155,24 +160,27 @@ impl Outbox {
         io: &mut W,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while let Some(front) = self.queued.front_mut() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, front))?;
+        while !self.is_empty() {
+            let n = if self.queued.is_empty() {
+                ready!(Pin::new(&mut *io).poll_write(cx, &self.tail[self.written..]))?
+            } else {
+                // A backlog of shared frames goes out in one system call, not one each.
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let mut count = 0;
+                for chunk in self.queued.iter().take(MAX_SLICES) {
+                    slices[count] = IoSlice::new(chunk);
+                    count += 1;
+                }
+                if count < MAX_SLICES && self.written < self.tail.len() {
+                    slices[count] = IoSlice::new(&self.tail[self.written..]);
+                    count += 1;
+                }
+                ready!(Pin::new(&mut *io).poll_write_vectored(cx, &slices[..count]))?
+            };
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            front.advance(n);
-            self.progress += n as u64;
-            if front.is_empty() {
-                self.queued.pop_front();
-            }
-        }
-        while self.written < self.tail.len() {
-            let n = ready!(Pin::new(&mut *io).poll_write(cx, &self.tail[self.written..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-            }
-            self.written += n;
-            self.progress += n as u64;
+            self.consume(n);
         }
         self.tail.clear();
         self.written = 0;
@@ -181,6 +189,28 @@ impl Outbox {
             self.tail = Vec::new();
         }
         Pin::new(io).poll_flush(cx)
+    }
+
+    /// Marks `n` bytes written, from the front.
+    fn consume(&mut self, mut n: usize) {
+        self.progress += n as u64;
+        while n > 0 {
+            let Some(front) = self.queued.front_mut() else {
+                self.written += n;
+                break;
+            };
+            let taken = n.min(front.len());
+            front.advance(taken);
+            n -= taken;
+            if front.is_empty() {
+                self.queued.pop_front();
+            }
+        }
+        // What a slow reader took of the tail is let go, rather than kept until it all is.
+        if self.written >= FRAGMENT && self.queued.is_empty() {
+            self.tail.drain(..self.written);
+            self.written = 0;
+        }
     }
 
     /// [`Outbox::poll_write_to`] as a future (cancel-safe the same way).
@@ -349,6 +379,97 @@ mod tests {
                 assert_eq!(own.as_str(), "{\"own\":1}", "the connection's own message where it was gathered");
             }
         }
+    }
+
+    /// A socket that takes every piece offered and counts the calls.
+    #[derive(Default)]
+    struct Recorder {
+        bytes: Vec<u8>,
+        calls: usize,
+        /// Most bytes taken per call, and then the next call waits (`Pending`).
+        limit: Option<usize>,
+        waits: bool,
+    }
+
+    impl tokio::io::AsyncWrite for Recorder {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            slices: &[std::io::IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if self.limit.is_some() {
+                self.waits = !self.waits;
+                if !self.waits {
+                    return std::task::Poll::Pending;
+                }
+            }
+            self.calls += 1;
+            let mut room = self.limit.unwrap_or(usize::MAX);
+            let before = self.bytes.len();
+            for slice in slices {
+                let take = slice.len().min(room);
+                self.bytes.extend_from_slice(&slice[..take]);
+                room -= take;
+            }
+            std::task::Poll::Ready(Ok(self.bytes.len() - before))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_backlog_goes_out_in_one_call_in_order_and_a_trickle_keeps_little() {
+        let frames: Vec<Bytes> = (0..40).map(|i| encode_all(&[text(1000 + i)])).collect();
+        let mut outbox = Outbox::default();
+        for frame in &frames {
+            outbox.push_encoded(frame);
+        }
+        push_text(&mut outbox, b"last");
+        assert!(!outbox.queued.is_empty(), "a backlog");
+        let mut socket = Recorder::default();
+        outbox.write_to(&mut socket).await.unwrap();
+        assert_eq!(socket.calls, 1, "the whole backlog in one call");
+        let mut expected: Vec<u8> = frames.concat();
+        expected.extend_from_slice(&encode_all(&[Bytes::from_static(b"last")]));
+        assert_eq!(socket.bytes, expected, "in the order gathered");
+
+        // A reader that takes about a frame per visit, a little behind: what it took of the
+        // tail is let go as it goes, not kept until it has it all.
+        let frame = &frames[0];
+        let mut slow = Recorder { limit: Some(frame.len() - 10), ..Recorder::default() };
+        let mut outbox = Outbox::default();
+        for _ in 0..200 {
+            outbox.push_encoded(frame);
+            let visit = std::future::poll_fn(|cx| std::task::Poll::Ready(outbox.poll_write_to(&mut slow, cx))).await;
+            assert!(visit.is_pending(), "the reader is always a little behind");
+            assert!(outbox.queued.is_empty(), "less than a fragment waits: copied, not queued");
+            assert!(outbox.tail.len() < 2 * FRAGMENT, "tail {} bytes", outbox.tail.len());
+        }
+        assert_eq!(slow.bytes, frame.repeat(200)[..slow.bytes.len()], "what it read is in order");
     }
 
     #[tokio::test]

@@ -92,6 +92,7 @@ impl Sweepers {
             latest: floor,
             swept: floor,
             newcomers: false,
+            departures: false,
             end: None,
         };
         sweepers.insert(key, Entry { control, connections });
@@ -128,6 +129,8 @@ struct Sweeper {
     swept: u64,
     /// A connection joined that lacks some of the frames taken.
     newcomers: bool,
+    /// A connection left: let go of those no longer joined.
+    departures: bool,
     /// Why the frames stopped, if they did.
     end: Option<Handback>,
 }
@@ -137,6 +140,14 @@ impl Sweeper {
         loop {
             while let Ok(control) = self.control.try_recv() {
                 self.obey(control);
+            }
+            if std::mem::take(&mut self.departures) {
+                // Once for every departure so far: ten thousand leaving at once cost one pass.
+                self.links.retain(|(link, ticket)| {
+                    let state = link.lock();
+                    state.joined && state.ticket == *ticket
+                });
+                self.connections.store(self.links.len(), Ordering::Relaxed);
             }
             self.take_frames();
             if self.swept < self.latest || self.newcomers {
@@ -164,13 +175,7 @@ impl Sweeper {
     fn obey(&mut self, control: Control) {
         match control {
             Control::Join(link, ticket) => self.admit((link, ticket)),
-            Control::Left => {
-                self.links.retain(|(link, ticket)| {
-                    let state = link.lock();
-                    state.joined && state.ticket == *ticket
-                });
-                self.connections.store(self.links.len(), Ordering::Relaxed);
-            }
+            Control::Left => self.departures = true,
         }
     }
 
